@@ -1,0 +1,95 @@
+"""Attribute keys and the builders that turn who-is-talking-to-what into attributes.
+
+Policies never see resources or connections: they see two flat ``Mapping[str, str]`` —
+the *source* (the client and the peer it connects from) and the *destination* (the service
+and the peer that serves it). Selectors match on these keys, so the keys are part of the
+contract (DESIGN.md §4) and spelled exactly as in the original ClusterLink. They live here
+and nowhere else; code that needs a key imports the constant.
+
+Invariants:
+
+- A source always carries ``peer.clusterlink.net/name``; client keys appear only when the
+  caller knows them (a standalone gateway knows the client's address but not its pod), so a
+  selector on an unknown client key sees it as absent, never as an empty string.
+- Label maps become one key per label under a fixed prefix, so a user label can never
+  overwrite a fixed key such as ``peer.clusterlink.net/name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "CLIENT_IP",
+    "CLIENT_LABELS_PREFIX",
+    "CLIENT_NAMESPACE",
+    "CLIENT_SERVICE_ACCOUNT",
+    "EXPORT_LABELS_PREFIX",
+    "EXPORT_NAME",
+    "EXPORT_NAMESPACE",
+    "PEER_LABELS_PREFIX",
+    "PEER_NAME",
+    "Attributes",
+    "destination_attributes",
+    "source_attributes",
+]
+
+Attributes = Mapping[str, str]
+"""What a selector matches against: attribute key to value."""
+
+PEER_NAME = "peer.clusterlink.net/name"
+PEER_LABELS_PREFIX = "peer.clusterlink.net/labels."
+
+CLIENT_NAMESPACE = "client.clusterlink.net/namespace"
+CLIENT_SERVICE_ACCOUNT = "client.clusterlink.net/service-account"
+CLIENT_LABELS_PREFIX = "client.clusterlink.net/labels."
+CLIENT_IP = "client.clusterlink.net/ip"
+
+EXPORT_NAME = "export.clusterlink.net/name"
+EXPORT_NAMESPACE = "export.clusterlink.net/namespace"
+EXPORT_LABELS_PREFIX = "export.clusterlink.net/labels."
+
+
+def source_attributes(
+    *,
+    peer_name: str,
+    peer_labels: Mapping[str, str],
+    client_ip: str | None = None,
+    client_namespace: str | None = None,
+    client_service_account: str | None = None,
+    client_labels: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Attributes of the connecting side: the source peer and whatever is known of the client."""
+    attrs = _prefixed(PEER_LABELS_PREFIX, peer_labels)
+    if client_labels:
+        attrs.update(_prefixed(CLIENT_LABELS_PREFIX, client_labels))
+    attrs[PEER_NAME] = peer_name
+    optional = (
+        (CLIENT_IP, client_ip),
+        (CLIENT_NAMESPACE, client_namespace),
+        (CLIENT_SERVICE_ACCOUNT, client_service_account),
+    )
+    attrs.update((key, value) for key, value in optional if value is not None)
+    return attrs
+
+
+def destination_attributes(
+    *,
+    export_name: str,
+    export_namespace: str,
+    export_labels: Mapping[str, str],
+    peer_name: str,
+    peer_labels: Mapping[str, str],
+) -> dict[str, str]:
+    """Attributes of the target: the service (the Import on egress, the Export on ingress)
+    and the peer that serves it."""
+    attrs = _prefixed(PEER_LABELS_PREFIX, peer_labels)
+    attrs.update(_prefixed(EXPORT_LABELS_PREFIX, export_labels))
+    attrs[PEER_NAME] = peer_name
+    attrs[EXPORT_NAME] = export_name
+    attrs[EXPORT_NAMESPACE] = export_namespace
+    return attrs
+
+
+def _prefixed(prefix: str, labels: Mapping[str, str]) -> dict[str, str]:
+    return {prefix + key: value for key, value in labels.items()}
