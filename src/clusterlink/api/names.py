@@ -1,0 +1,122 @@
+"""Name rules for resources, namespaces, peers and labels.
+
+Names end up in URLs, SQL keys, certificate SANs and Kubernetes objects, so they follow the
+Kubernetes rules exactly (DNS-1123 subdomain for names, DNS-1123 label for namespaces, the
+label-key syntax for labels); anything the Kubernetes API server would refuse is refused here
+too, so the same documents work in both modes.
+
+The checks raise ``ValueError`` because pydantic turns that into a located error; code outside
+a model calls :func:`validate_peer_name`, which raises our own ``ValidationError``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, NewType
+
+from pydantic import AfterValidator, WithJsonSchema
+
+from clusterlink.errors import ValidationError
+
+__all__ = [
+    "LabelKey",
+    "LabelMap",
+    "NamespaceName",
+    "PeerName",
+    "PeerNameField",
+    "ResourceName",
+    "validate_peer_name",
+]
+
+# Peer names are certificate names; a distinct type keeps them from being mixed up with
+# resource names when they cross module boundaries.
+PeerName = NewType("PeerName", str)
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_LABEL_RE = re.compile(_DNS_LABEL)
+_DNS_SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+_LABEL_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+
+_SUBDOMAIN_RULE = (
+    "must be a lower-case DNS name: a-z, 0-9, '-' and '.', starting and ending with a letter "
+    "or digit, at most 253 characters"
+)
+_LABEL_RULE = (
+    "must be a lower-case DNS label: a-z, 0-9 and '-', starting and ending with a letter or "
+    "digit, at most 63 characters"
+)
+_PEER_RULE = (
+    "must be a DNS name made of dot-separated labels (a-z, 0-9 and '-', each starting and "
+    "ending with a letter or digit, at most 63 characters each, 253 in all)"
+)
+_LABEL_PART_RULE = (
+    "letters, digits, '-', '_' and '.', starting and ending with a letter or digit, "
+    "at most 63 characters"
+)
+
+
+def _is_subdomain(value: str) -> bool:
+    return len(value) <= 253 and _DNS_SUBDOMAIN_RE.fullmatch(value) is not None
+
+
+def _is_label_part(value: str) -> bool:
+    return len(value) <= 63 and _LABEL_NAME_RE.fullmatch(value) is not None
+
+
+def _resource_name(value: str) -> str:
+    if not _is_subdomain(value):
+        raise ValueError(_SUBDOMAIN_RULE)
+    return value
+
+
+def _namespace(value: str) -> str:
+    if len(value) > 63 or _DNS_LABEL_RE.fullmatch(value) is None:
+        raise ValueError(_LABEL_RULE)
+    return value
+
+
+def _peer_name(value: str) -> PeerName:
+    if not _is_subdomain(value) or any(len(label) > 63 for label in value.split(".")):
+        raise ValueError(_PEER_RULE)
+    return PeerName(value)
+
+
+def _label_key(key: str) -> str:
+    prefix, slash, name = key.rpartition("/")
+    if slash and not _is_subdomain(prefix):
+        raise ValueError(f"label key {key!r}: the prefix before '/' {_SUBDOMAIN_RULE}")
+    if not _is_label_part(name):
+        raise ValueError(f"label key {key!r}: the name must have {_LABEL_PART_RULE}")
+    return key
+
+
+def _labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        _label_key(key)
+        if value and not _is_label_part(value):
+            raise ValueError(
+                f"label {key!r}: the value {value!r} must be empty or have {_LABEL_PART_RULE}"
+            )
+    return labels
+
+
+def validate_peer_name(name: str) -> PeerName:
+    """Return ``name`` as a :data:`PeerName`, or raise ``ValidationError`` saying why not."""
+    try:
+        return _peer_name(name)
+    except ValueError as exc:
+        raise ValidationError(f"peer name {name!r} {exc}") from exc
+
+
+def _schema(pattern: re.Pattern[str], max_length: int) -> WithJsonSchema:
+    """What the check means in JSON schema terms, for CRDs and OpenAPI."""
+    return WithJsonSchema(
+        {"type": "string", "maxLength": max_length, "pattern": f"^{pattern.pattern}$"}
+    )
+
+
+ResourceName = Annotated[str, AfterValidator(_resource_name), _schema(_DNS_SUBDOMAIN_RE, 253)]
+NamespaceName = Annotated[str, AfterValidator(_namespace), _schema(_DNS_LABEL_RE, 63)]
+PeerNameField = Annotated[PeerName, AfterValidator(_peer_name), _schema(_DNS_SUBDOMAIN_RE, 253)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelMap = Annotated[dict[str, str], AfterValidator(_labels)]

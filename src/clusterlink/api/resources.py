@@ -1,0 +1,274 @@
+"""The five resource kinds of DESIGN.md §4 as pydantic models: the wire contract.
+
+Field names on the wire are the original ClusterLink's (camelCase); Python attributes are
+snake_case, and ``from`` is ``from_``. Every model forbids unknown fields, so a typo is an
+error instead of a silently ignored setting, and every model is frozen: a resource read from
+the store can be shared between tasks without anyone changing it behind their back.
+
+What is deliberately *not* here: parsing text, error wording (``documents``), the kind
+registry (``kinds``), and any I/O. ``status`` is accepted on input so that the output of
+``get -o yaml`` can be applied again, but only the gateway writes it; the store drops the status
+of applied documents.
+
+Build resources from wire dicts with ``documents.resource_from_dict``: it raises our
+one-line ``ValidationError``. Constructing the classes directly raises pydantic's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
+
+from clusterlink.api.names import LabelKey, LabelMap, NamespaceName, PeerNameField, ResourceName
+
+__all__ = [
+    "API_VERSION",
+    "UNSUPPORTED_FIELDS",
+    "AccessPolicy",
+    "AccessPolicySpec",
+    "Action",
+    "ClusterObjectMeta",
+    "EmptyStatus",
+    "Export",
+    "ExportSpec",
+    "Gateway",
+    "Import",
+    "ImportSource",
+    "ImportSourceStatus",
+    "ImportSpec",
+    "ImportStatus",
+    "KindName",
+    "LBScheme",
+    "MatchExpression",
+    "ObjectMeta",
+    "Peer",
+    "PeerMeta",
+    "PeerSpec",
+    "PeerStatus",
+    "PrivilegedAccessPolicy",
+    "Resource",
+    "WorkloadSelector",
+    "WorkloadSetOrSelector",
+]
+
+API_VERSION: Final = "clusterlink.net/v1alpha1"
+
+KindName = Literal["Peer", "Export", "Import", "AccessPolicy", "PrivilegedAccessPolicy"]
+LBScheme = Literal["round-robin", "random", "static"]
+Action = Literal["allow", "deny"]
+
+# Fields of the original ClusterLink that we refuse, with what to write instead.
+UNSUPPORTED_FIELDS: Final = {"workloadSets": "not supported; use workloadSelector instead"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=True,  # lets Python code write ImportSpec(lb_scheme=...)
+        serialize_by_alias=True,
+    )
+
+
+class ObjectMeta(_Model):
+    name: ResourceName
+    namespace: NamespaceName = "default"
+    labels: LabelMap = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class ClusterObjectMeta(ObjectMeta):
+    """Metadata of a cluster-scoped resource.
+
+    A namespace given on input is dropped, as kubectl does, and never printed; the stored
+    value is ``""`` so that keys of cluster-scoped resources are uniform.
+    """
+
+    namespace: SkipJsonSchema[Literal[""]] = Field(default="", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_namespace(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key != "namespace"}
+        return data
+
+
+class PeerMeta(ClusterObjectMeta):
+    """A Peer's name is the remote gateway's certificate name, so it must be a DNS name."""
+
+    name: PeerNameField
+
+
+class Resource(_Model):
+    """Common shape of every kind; the subclasses narrow ``kind``, ``spec`` and ``status``."""
+
+    api_version: Literal["clusterlink.net/v1alpha1"] = API_VERSION
+    kind: KindName
+    metadata: ObjectMeta
+    spec: _Model
+    status: _Model | None = None
+
+
+class EmptyStatus(_Model):
+    """Nothing is reported for this kind yet; typed so that made-up fields are refused."""
+
+
+# --- Peer -------------------------------------------------------------------------------------
+
+
+class Gateway(_Model):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+
+
+class PeerSpec(_Model):
+    gateways: list[Gateway] = Field(min_length=1)
+
+
+class PeerStatus(_Model):
+    reachable: bool | None = None
+    reason: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    last_seen: str | None = None  # ISO-8601, UTC
+    rtt_ms: float | None = None
+
+
+class Peer(Resource):
+    """Another gateway of the fabric, and the addresses it can be reached at."""
+
+    kind: Literal["Peer"] = "Peer"
+    metadata: PeerMeta
+    spec: PeerSpec
+    status: PeerStatus | None = None
+
+
+# --- Export -----------------------------------------------------------------------------------
+
+
+class ExportSpec(_Model):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+
+
+class Export(Resource):
+    """A local service that other peers may reach (if policy allows)."""
+
+    kind: Literal["Export"] = "Export"
+    spec: ExportSpec
+    status: EmptyStatus | None = None
+
+
+# --- Import -----------------------------------------------------------------------------------
+
+
+class ImportSource(_Model):
+    peer: PeerNameField
+    export_name: ResourceName
+    export_namespace: NamespaceName
+
+
+class ImportSpec(_Model):
+    port: int = Field(ge=0, le=65535)  # 0: the gateway leases a free port
+    sources: list[ImportSource] = Field(min_length=1)
+    lb_scheme: LBScheme = "round-robin"
+
+
+class ImportSourceStatus(ImportSource):
+    reachable: bool | None = None
+    last_error: str | None = None
+
+
+class ImportStatus(_Model):
+    listen: str | None = None  # the bound "host:port"
+    sources: list[ImportSourceStatus] = Field(default_factory=list)
+
+
+class Import(Resource):
+    """A remote export made available on a local port."""
+
+    kind: Literal["Import"] = "Import"
+    spec: ImportSpec
+    status: ImportStatus | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_source_exports(cls, data: Any) -> Any:
+        """A source without exportName/exportNamespace means the Import's own name/namespace.
+
+        Filled in here rather than at use so that stored documents say what they mean.
+        """
+        if not isinstance(data, dict):
+            return data
+        metadata, spec = data.get("metadata"), data.get("spec")
+        if not isinstance(metadata, dict) or not isinstance(spec, dict):
+            return data
+        sources = spec.get("sources")
+        if not isinstance(sources, list) or "name" not in metadata:
+            return data
+        defaults = {
+            "exportName": metadata["name"],
+            "exportNamespace": metadata.get("namespace", "default"),
+        }
+        filled = [{**defaults, **src} if isinstance(src, dict) else src for src in sources]
+        return {**data, "spec": {**spec, "sources": filled}}
+
+
+# --- Policies ---------------------------------------------------------------------------------
+
+
+class MatchExpression(_Model):
+    key: LabelKey
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("values")
+    @classmethod
+    def _values_fit_operator(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        operator = info.data.get("operator")
+        if operator in ("In", "NotIn") and not values:
+            raise ValueError(f"operator {operator} needs at least one value")
+        if operator in ("Exists", "DoesNotExist") and values:
+            raise ValueError(f"operator {operator} takes no values")
+        return values
+
+
+class WorkloadSelector(_Model):
+    """A Kubernetes label selector over attributes; empty matches everything."""
+
+    match_labels: LabelMap = Field(default_factory=dict)
+    match_expressions: list[MatchExpression] = Field(default_factory=list)
+
+
+class WorkloadSetOrSelector(_Model):
+    """The original's name; only the selector half is supported (see UNSUPPORTED_FIELDS)."""
+
+    workload_selector: WorkloadSelector
+
+
+class AccessPolicySpec(_Model):
+    action: Action
+    from_: list[WorkloadSetOrSelector] = Field(alias="from", min_length=1)
+    to: list[WorkloadSetOrSelector] = Field(min_length=1)
+
+
+class AccessPolicy(Resource):
+    """Allows or denies connections of its namespace's imports (egress) and exports (ingress)."""
+
+    kind: Literal["AccessPolicy"] = "AccessPolicy"
+    spec: AccessPolicySpec
+    status: EmptyStatus | None = None
+
+
+class PrivilegedAccessPolicy(Resource):
+    """A cluster-wide policy, evaluated before every AccessPolicy."""
+
+    kind: Literal["PrivilegedAccessPolicy"] = "PrivilegedAccessPolicy"
+    metadata: ClusterObjectMeta
+    spec: AccessPolicySpec
+    status: EmptyStatus | None = None
