@@ -1,0 +1,80 @@
+"""TLS contexts for the two mutual-TLS listeners and their clients.
+
+Every context here is TLS 1.3 only, verifies the other side against the fabric CA in
+``ca.pem`` and nothing else (no system trust store), and presents a certificate of its own, so
+both ends always know who the other is:
+
+- peer listener / dialer: both present the gateway certificate. The dialer checks the
+  hostname, and the caller passes ``server_hostname=<peer name>``: a gateway reaches peer P
+  only if the certificate it gets names P (DNS SAN).
+- admin listener / CLI: the listener presents the gateway certificate and requires *some*
+  certificate of the fabric; which one may administer is decided per request by the admin API
+  with ``admin_peer_of`` (so a wrong certificate gets a readable 403, not a handshake reset).
+  The CLI presents ``admin/cert.pem`` and must pass ``server_hostname=<peer name>``.
+
+A certificate of another fabric fails the handshake on every listener, even if the fabrics
+share a name: trust is the CA key, not the O field. OpenSSL also enforces the extended key
+usages, so an admin certificate (clientAuth only) cannot serve as a listener.
+
+Server contexts select from ``alpn`` when the client offers a match and otherwise complete the
+handshake without ALPN; the listener checks ``selected_alpn_protocol()`` itself. Contexts read
+the files when built, so a rotated certificate takes effect in contexts built afterwards.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+
+from clusterlink.certs.peerdir import PeerDir
+from clusterlink.errors import CertificateError
+
+__all__ = [
+    "admin_client_context",
+    "admin_server_context",
+    "peer_client_context",
+    "peer_server_context",
+]
+
+
+def peer_server_context(pd: PeerDir, alpn: Sequence[str]) -> ssl.SSLContext:
+    """Serves the gateway certificate; requires a client certificate of the fabric."""
+    return _context(pd, server=True, cert=pd.cert_file, key=pd.key_file, alpn=alpn)
+
+
+def peer_client_context(pd: PeerDir, alpn: Sequence[str]) -> ssl.SSLContext:
+    """Presents the gateway certificate; the server must be the peer named in server_hostname."""
+    return _context(pd, server=False, cert=pd.cert_file, key=pd.key_file, alpn=alpn)
+
+
+def admin_server_context(pd: PeerDir) -> ssl.SSLContext:
+    """Serves the gateway certificate; requires a client certificate of the fabric."""
+    return _context(pd, server=True, cert=pd.cert_file, key=pd.key_file)
+
+
+def admin_client_context(pd: PeerDir) -> ssl.SSLContext:
+    """Presents the admin certificate; pass ``server_hostname=pd.name`` when connecting."""
+    return _context(pd, server=False, cert=pd.admin_cert_file, key=pd.admin_key_file)
+
+
+def _context(
+    pd: PeerDir, *, server: bool, cert: Path, key: Path, alpn: Sequence[str] = ()
+) -> ssl.SSLContext:
+    # PROTOCOL_TLS_CLIENT already sets check_hostname=True and CERT_REQUIRED; a server
+    # context needs CERT_REQUIRED set to demand a client certificate.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    try:
+        context.load_verify_locations(cafile=pd.ca_file)
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise CertificateError(
+            f"cannot load {cert} and its key for TLS ({exc}); "
+            f"the peer directory {pd.path} changed or broke after it was loaded"
+        ) from exc
+    return context
