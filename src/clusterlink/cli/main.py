@@ -1,12 +1,95 @@
-"""Console entry point (placeholder until the CLI lands)."""
+"""The ``clusterlink`` command: the table of contents of DESIGN §6.
 
-import sys
+This module only assembles the command tree; each command lives in the module for its job
+(``fabric``: certificates on disk, ``gateway``: running a gateway, ``manage``: the admin API).
+Heavy modules (the gateway, asyncio servers, httpx, cryptography) are imported inside the
+commands that need them, so ``--help``, ``--version`` and usage errors answer at once.
+
+Exit status: 0 success; 1 with one ``error: ...`` line on stderr (see ``OneLineErrors``);
+2 for usage errors (click's own handling, including a missing ``--peer-dir``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from clusterlink import __version__
+from clusterlink.cli import fabric, gateway, manage
+from clusterlink.cli.context import PEER_DIR_ENV, Globals, OneLineErrors, address_option
+
+__all__ = ["app", "run"]
+
+_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+app = typer.Typer(
+    name="clusterlink",
+    cls=OneLineErrors,
+    help="Connect services across sites through mutual-TLS gateways.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings=_SETTINGS,
+)
+create_app = typer.Typer(
+    help="Create a fabric or peer certificate (local files), or a resource (on a gateway).",
+    no_args_is_help=True,
+)
+gateway_app = typer.Typer(help="Run this peer's gateway.", no_args_is_help=True)
+app.add_typer(create_app, name="create")
+app.add_typer(gateway_app, name="gateway")
+
+create_app.command("fabric")(fabric.create_fabric)
+create_app.command("peer-cert")(fabric.create_peer_cert)
+create_app.command("peer")(manage.create_peer)
+create_app.command("export")(manage.create_export)
+create_app.command("import")(manage.create_import)
+create_app.command("policy")(manage.create_policy)
+gateway_app.command("run")(gateway.gateway_run)
+app.command()(manage.apply)
+app.command()(manage.delete)
+app.command()(manage.get)
+app.command()(manage.status)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"clusterlink {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    peer_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=PEER_DIR_ENV,
+            help="The peer directory whose gateway to manage (from `create peer-cert`).",
+            show_default=False,
+        ),
+    ] = None,
+    admin: Annotated[
+        str | None,
+        typer.Option(
+            callback=address_option,
+            help="The admin API's HOST:PORT.",
+            show_default="from PEER_DIR/gateway.json",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Connect services across sites through mutual-TLS gateways."""
+    ctx.obj = Globals(peer_dir=peer_dir, admin=admin)
 
 
 def run() -> None:
-    if sys.argv[1:] == ["--version"]:
-        print(f"clusterlink {__version__}")
-        return
-    sys.exit(2)
+    """The console script ``clusterlink`` (and ``python -m clusterlink``)."""
+    app(prog_name="clusterlink")

@@ -1,0 +1,93 @@
+"""The documents that ``clusterlink create peer|export|import|policy`` apply.
+
+These commands are shorthands for ``apply``: each builds one resource document (DESIGN §4)
+from its flags and sends it through the same path, so the gateway validates it exactly as it
+validates a file. The parsers here only split the flag syntax (``K=V,...``,
+``PEER[:NS/EXPORT]``) and raise ``ValueError`` with a message for the flag; they do not
+duplicate the resource rules.
+"""
+
+from __future__ import annotations
+
+from clusterlink.client import Document
+
+__all__ = [
+    "export_document",
+    "import_document",
+    "parse_label",
+    "parse_labels",
+    "parse_source",
+    "peer_document",
+    "policy_document",
+]
+
+MATCH_ALL: Document = {"workloadSelector": {}}
+
+
+def _document(kind: str, name: str, namespace: str | None, spec: Document) -> Document:
+    from clusterlink.api import API_VERSION  # here: importing the models takes a while
+
+    metadata = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec}
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """``K=V`` -> (K, V); the value may be empty or contain ``=``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value.strip()
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``K=V,K2=V2`` -> {K: V, K2: V2}."""
+    return dict(parse_label(item) for item in text.split(","))
+
+
+def parse_source(text: str, *, namespace: str, name: str) -> Document:
+    """``PEER`` or ``PEER:NS/EXPORT``; a bare peer means its export named like the import."""
+    peer, sep, ref = text.partition(":")
+    export_namespace, slash, export_name = ref.partition("/")
+    if not peer or (sep and not (slash and export_namespace and export_name)):
+        raise ValueError(f"{text!r} is not PEER or PEER:NAMESPACE/EXPORT")
+    if not sep:
+        export_namespace, export_name = namespace, name
+    return {"peer": peer, "exportName": export_name, "exportNamespace": export_namespace}
+
+
+def peer_document(*, name: str, host: str, port: int) -> Document:
+    return _document("Peer", name, None, {"gateways": [{"host": host, "port": port}]})
+
+
+def export_document(*, name: str, namespace: str, host: str, port: int) -> Document:
+    return _document("Export", name, namespace, {"host": host, "port": port})
+
+
+def import_document(
+    *, name: str, namespace: str, port: int, sources: list[str], lb_scheme: str
+) -> Document:
+    parsed = [parse_source(s, namespace=namespace, name=name) for s in sources]
+    spec = {"port": port, "sources": parsed, "lbScheme": lb_scheme}
+    return _document("Import", name, namespace, spec)
+
+
+def policy_document(
+    *,
+    name: str,
+    namespace: str,
+    action: str,
+    is_privileged: bool,
+    from_labels: list[str],
+    to_labels: list[str],
+) -> Document:
+    """Each ``--from``/``--to`` is one selector (any may match); none means "everything"."""
+
+    def selectors(labels: list[str]) -> list[Document]:
+        return [{"workloadSelector": {"matchLabels": parse_labels(t)}} for t in labels] or [
+            MATCH_ALL
+        ]
+
+    spec = {"action": action, "from": selectors(from_labels), "to": selectors(to_labels)}
+    if is_privileged:
+        return _document("PrivilegedAccessPolicy", name, None, spec)
+    return _document("AccessPolicy", name, namespace, spec)

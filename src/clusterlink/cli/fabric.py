@@ -1,0 +1,43 @@
+"""``create fabric`` and ``create peer-cert``: the files of DESIGN §3, made offline.
+
+These commands touch only the local disk (no gateway, no network); the rules (names, 0600
+keys, never overwriting) live in ``clusterlink.certs`` and are only reported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["create_fabric", "create_peer_cert"]
+
+# Spelled out rather than imported: importing clusterlink.certs loads `cryptography`, which
+# `--help` should not pay for.
+DEFAULT_FABRIC = "default_fabric"
+
+
+def create_fabric(
+    name: Annotated[str, typer.Option(help="Fabric name (a directory under --path).")] = (
+        DEFAULT_FABRIC
+    ),
+    path: Annotated[Path, typer.Option(help="Where to create the fabric directory.")] = Path(),
+) -> None:
+    """Create a fabric CA in PATH/NAME (cert.pem, key.pem); never overwrites."""
+    from clusterlink import certs
+
+    created = certs.create_fabric(path, name)
+    typer.echo(f"created fabric {name} in {created}")
+
+
+def create_peer_cert(
+    name: Annotated[str, typer.Option(help="Peer name (a DNS name); also its directory.")],
+    fabric: Annotated[str, typer.Option(help="The fabric that issues it.")] = DEFAULT_FABRIC,
+    path: Annotated[Path, typer.Option(help="The directory that holds the fabric.")] = Path(),
+) -> None:
+    """Create the peer directory PATH/FABRIC/NAME: gateway and admin certificates, fabric CA."""
+    from clusterlink import certs
+
+    created = certs.create_peer_cert(path, name, fabric)
+    typer.echo(f"created peer {name} of fabric {fabric} in {created}")

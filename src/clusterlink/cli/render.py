@@ -1,0 +1,238 @@
+"""Renderings of the plain dicts that commands build: JSON, YAML, or rich tables.
+
+One data source, several views: a command builds its documents (or the status dict) once and
+hands them here; ``-o json``/``-o yaml`` dump them unchanged, the default view picks columns
+out of the same dicts. Nothing is computed only for the table.
+
+Tables must stay complete when stdout is a pipe or a file: then they are rendered at their
+natural width, never wrapped or cut, with trailing blanks removed, so ``grep`` and ``awk`` see
+one row per line. On a terminal, rich may wrap a long cell onto several lines, but it folds
+instead of truncating, so no data is ever hidden. Cells are ``Text``, never markup, so an IPv6
+address such as ``[::1]:8444`` prints as it is.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from clusterlink.client import Document, format_address
+
+__all__ = [
+    "Section",
+    "dump",
+    "print_sections",
+    "render_text",
+    "resource_table",
+    "status_sections",
+]
+
+Column = tuple[str, Callable[[Document], object]]
+# A heading (or None) and its table; a table of None means the section is empty.
+Section = tuple[str | None, Table | None]
+
+
+def dump(data: object, output: str) -> str:
+    """``data`` as JSON or YAML text, ending with a newline."""
+    if output == "json":
+        return json.dumps(data, indent=2) + "\n"
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def _at(doc: Document, path: str) -> Any:
+    value: Any = doc
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _field(path: str) -> Callable[[Document], object]:
+    return lambda doc: _at(doc, path)
+
+
+def _cell(value: object) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(_cell(item) for item in value) or "-"
+    return str(value)
+
+
+def _sources(sources: object) -> str:
+    if not isinstance(sources, list):
+        return "-"
+    return ", ".join(
+        f"{s.get('peer')}:{s.get('exportNamespace')}/{s.get('exportName')}"
+        for s in sources
+        if isinstance(s, dict)
+    )
+
+
+_OPERATORS = {"In": "in", "NotIn": "notin"}
+
+
+def _selector(selector: object) -> str:
+    """A workload selector in kubectl's label-selector syntax; ``*`` matches everything."""
+    workload = _at(selector, "workloadSelector") if isinstance(selector, dict) else None
+    if not isinstance(workload, dict):
+        return "?"
+    terms = [f"{k}={v}" for k, v in (workload.get("matchLabels") or {}).items()]
+    for expr in workload.get("matchExpressions") or []:
+        key, operator = expr.get("key"), expr.get("operator")
+        if operator in _OPERATORS:
+            terms.append(f"{key} {_OPERATORS[operator]} ({','.join(expr.get('values') or [])})")
+        else:
+            terms.append(f"!{key}" if operator == "DoesNotExist" else str(key))
+    return ",".join(terms) or "*"
+
+
+def _selectors(selectors: object) -> str:
+    return " | ".join(_selector(s) for s in selectors) if isinstance(selectors, list) else "-"
+
+
+def _gateways(doc: Document) -> str:
+    gateways = _at(doc, "spec.gateways") or []
+    return ", ".join(
+        format_address(str(g.get("host")), g.get("port", 0))
+        for g in gateways
+        if isinstance(g, dict)
+    )
+
+
+def _rtt(value: object) -> str:
+    return f"{value:.1f}ms" if isinstance(value, int | float) else "-"
+
+
+_NAMESPACE: Column = ("NAMESPACE", _field("metadata.namespace"))
+_NAME: Column = ("NAME", _field("metadata.name"))
+_POLICY: list[Column] = [
+    ("ACTION", _field("spec.action")),
+    ("FROM", lambda d: _selectors(_at(d, "spec.from"))),
+    ("TO", lambda d: _selectors(_at(d, "spec.to"))),
+]
+
+# Columns of `get KIND`, by kind; every cell is read from the stored document.
+_RESOURCE_COLUMNS: dict[str, list[Column]] = {
+    "Peer": [
+        _NAME,
+        ("GATEWAYS", _gateways),
+        ("REACHABLE", _field("status.reachable")),
+        ("LAST-SEEN", _field("status.lastSeen")),
+        ("RTT", lambda d: _rtt(_at(d, "status.rttMs"))),
+    ],
+    "Export": [_NAMESPACE, _NAME, ("HOST", _field("spec.host")), ("PORT", _field("spec.port"))],
+    "Import": [
+        _NAMESPACE,
+        _NAME,
+        ("PORT", _field("spec.port")),
+        ("LISTEN", _field("status.listen")),
+        ("SOURCES", lambda d: _sources(_at(d, "spec.sources"))),
+        ("LB", _field("spec.lbScheme")),
+    ],
+    "AccessPolicy": [_NAMESPACE, _NAME, *_POLICY],
+    "PrivilegedAccessPolicy": [_NAME, *_POLICY],
+}
+
+# Columns of the sections of `status`, read from the rows of GET /v1/status.
+_STATUS_COLUMNS: dict[str, list[Column]] = {
+    "peers": [
+        ("NAME", _field("name")),
+        ("GATEWAYS", _field("gateways")),
+        ("REACHABLE", _field("reachable")),
+        ("LAST-SEEN", _field("lastSeen")),
+        ("RTT", lambda row: _rtt(row.get("rttMs"))),
+        ("REASON", _field("reason")),
+    ],
+    "exports": [
+        ("NAMESPACE", _field("namespace")),
+        ("NAME", _field("name")),
+        ("HOST", _field("host")),
+        ("PORT", _field("port")),
+    ],
+    "imports": [
+        ("NAMESPACE", _field("namespace")),
+        ("NAME", _field("name")),
+        ("PORT", _field("port")),
+        ("LISTEN", _field("listen")),
+        ("SOURCES", lambda row: _sources(row.get("sources"))),
+        ("LB", _field("lbScheme")),
+    ],
+}
+
+_GATEWAY_FIELDS = [
+    ("name", "name"),
+    ("fabric", "fabric"),
+    ("version", "version"),
+    ("labels", "labels"),
+    ("listen", "listen"),
+    ("admin", "admin"),
+    ("metrics", "metrics"),
+    ("import host", "importHost"),
+    ("uptime", "uptimeS"),
+]
+
+
+def _table(columns: Sequence[Column], rows: Iterable[Document], *, header: bool = True) -> Table:
+    table = Table(box=None, pad_edge=False, show_header=header, header_style="bold")
+    for heading, _ in columns:
+        table.add_column(heading, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(_cell(value(row))) for _, value in columns))
+    return table
+
+
+def resource_table(kind: str, documents: Sequence[Document]) -> Table:
+    """The table of ``get``: one row per document, columns chosen by ``kind``."""
+    return _table(_RESOURCE_COLUMNS[kind], documents)
+
+
+def status_sections(status: Document) -> list[Section]:
+    """The sections of ``status``: this gateway (as key/value lines), peers, exports, imports."""
+    gateway = status.get("gateway") or {}
+    uptime = gateway.get("uptimeS")
+    shown = {**gateway, "uptimeS": f"{uptime:.0f}s" if isinstance(uptime, int | float) else None}
+    rows = [{"key": label, "value": shown.get(key)} for label, key in _GATEWAY_FIELDS]
+    kv: list[Column] = [("KEY", _field("key")), ("VALUE", _field("value"))]
+    sections: list[Section] = [("GATEWAY", _table(kv, rows, header=False))]
+    for key, columns in _STATUS_COLUMNS.items():
+        items = status.get(key) or []
+        sections.append(
+            (f"{key.upper()} ({len(items)})", _table(columns, items) if items else None)
+        )
+    return sections
+
+
+def render_text(table: Table) -> str:
+    """``table`` at its natural width, without colour or trailing blanks (for pipes, files)."""
+    width = Console(width=100_000).measure(table).maximum
+    buffer = io.StringIO()
+    Console(file=buffer, width=max(width, 1), no_color=True, highlight=False).print(table)
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+
+
+def print_sections(sections: Sequence[Section], console: Console | None = None) -> None:
+    """Print headed tables to stdout, separated by blank lines; rich layout on a terminal."""
+    console = console or Console(highlight=False)
+    for index, (heading, table) in enumerate(sections):
+        if index:
+            console.out("")
+        if heading:
+            console.print(Text(heading, style="bold"))
+        if table is None:
+            continue
+        if console.is_terminal:
+            console.print(table)
+        else:
+            console.out(render_text(table), end="")

@@ -1,0 +1,280 @@
+"""A synchronous client of one gateway's admin API (docs/admin-api.md).
+
+The CLI, the demo and users' scripts all talk to a gateway through this class, so every way a
+call can fail is turned into our error hierarchy *here*, once: a transport failure becomes
+``PeerUnreachable`` (or ``CertificateError`` when the TLS handshake is refused), an error answer
+becomes ``NotFoundError``, ``ValidationError`` (with the server's ``field``), ``ConflictError``
+or ``AdminAPIError``. Nothing above this module sees an ``httpx`` exception.
+
+Why synchronous: a CLI run makes one or two calls, and a blocking client keeps callers free of
+an event loop. Every call is bounded: ``connect_timeout_s`` for the TCP and TLS set-up,
+``timeout_s`` for each read and write.
+
+The gateway's certificate names the *peer*, not the address we dial (usually 127.0.0.1), so
+every request sets the TLS server name (SNI and the name checked) to the peer's name. Proxy
+settings from the environment are ignored: the admin API is always dialled directly.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+from clusterlink.errors import (
+    AdminAPIError,
+    CertificateError,
+    ClusterLinkError,
+    ConflictError,
+    NotFoundError,
+    PeerUnreachable,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    import httpx  # imported when a client is made: `clusterlink --help` should not pay for it
+
+__all__ = ["AdminClient", "Document", "format_address", "parse_address"]
+
+Document = dict[str, Any]
+
+_E = TypeVar("_E", bound=BaseException)
+
+# A gateway listening on a wildcard address is reached on the loopback of the same family.
+_WILDCARD_TO_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); raises ``ValidationError`` otherwise."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValidationError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8444)")
+    return host, int(port_text)
+
+
+def format_address(host: str, port: int) -> str:
+    """The inverse of ``parse_address``: brackets IPv6 hosts."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class AdminClient:
+    """Calls one gateway's admin API with this peer's admin certificate.
+
+    Use :meth:`from_peer_dir` unless you already hold an SSL context; close it (or use it as a
+    context manager) to release the pooled connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        peer: str,
+        address: str,
+        ssl_context: ssl.SSLContext,
+        hint: str = "",
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        import httpx
+
+        host, port = parse_address(address)
+        host = _WILDCARD_TO_LOOPBACK.get(host, host)
+        self.peer = peer
+        self.address = format_address(host, port)
+        self.timeout_s = timeout_s
+        self._hint = hint
+        self._http = httpx.Client(
+            base_url=f"https://{self.address}",
+            verify=ssl_context,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            trust_env=False,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_peer_dir(cls, peer_dir: Path, *, admin: str | None = None) -> AdminClient:
+        """A client for the gateway of the peer in ``peer_dir``.
+
+        The address is ``admin`` if given, else the ``admin`` address the running gateway wrote
+        to ``<peer_dir>/gateway.json``.
+        """
+        from clusterlink import certs
+
+        pd = certs.load_peer_dir(peer_dir)
+        start = f"`clusterlink gateway run --peer-dir {pd.path}`"
+        if admin is None:
+            admin = _admin_address_of(pd.name, pd.path / "gateway.json", start)
+            hint = f"is {start} running?"
+        else:
+            hint = f"is {start} running, and does --admin {admin} match its --admin-listen?"
+        return cls(
+            peer=pd.name,
+            address=admin,
+            ssl_context=certs.admin_client_context(pd),
+            hint=hint,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def status(self) -> Document:
+        """This gateway, its peers, exports and imports (``GET /v1/status``)."""
+        return self._call("GET", "/v1/status")
+
+    def apply(self, documents: list[Document]) -> list[Document]:
+        """Create or update every document, all or nothing; one result per document."""
+        answer = self._call("POST", "/v1/apply", body={"documents": documents})
+        return _list_of(answer, "results")
+
+    def delete_documents(self, documents: list[Document]) -> list[Document]:
+        """Delete the resources the documents name, all or nothing (404 if any is missing)."""
+        answer = self._call("POST", "/v1/delete", body={"documents": documents})
+        return _list_of(answer, "results")
+
+    def get(self, kind: str, name: str, namespace: str = "default") -> Document:
+        """The stored document, with ``status``; ``NotFoundError`` if there is none."""
+        path = f"/v1/resources/{_path_of(kind)}/{quote(name, safe='')}"
+        return self._call("GET", path, params={"namespace": namespace})
+
+    def delete(self, kind: str, name: str, namespace: str = "default") -> list[Document]:
+        """Delete one resource; ``NotFoundError`` if there is none."""
+        path = f"/v1/resources/{_path_of(kind)}/{quote(name, safe='')}"
+        answer = self._call("DELETE", path, params={"namespace": namespace})
+        return _list_of(answer, "results")
+
+    # Defined last: inside the class body, later annotations would see this method as `list`.
+    def list(self, kind: str, namespace: str | None = None) -> list[Document]:
+        """Every resource of ``kind`` in ``namespace``, or in all namespaces if None."""
+        params = {} if namespace is None else {"namespace": namespace}
+        answer = self._call("GET", f"/v1/resources/{_path_of(kind)}", params=params)
+        return _list_of(answer, "items")
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Document | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Document:
+        import httpx
+
+        where = f"the admin API of peer {self.peer} at {self.address}"
+        try:
+            response = self._http.request(
+                method, path, json=body, params=params, extensions={"sni_hostname": self.peer}
+            )
+        except httpx.TimeoutException as exc:
+            raise PeerUnreachable(
+                f"{where} did not answer within {self.timeout_s:g} s; {self._hint}"
+            ) from exc
+        except httpx.TransportError as exc:
+            # With TLS 1.3 a refused client certificate shows up on the first read, not in
+            # connect, so any transport error may be a TLS one.
+            if (tls_error := _cause_of_type(exc, ssl.SSLError)) is not None:
+                raise CertificateError(
+                    f"TLS handshake with {where} failed ({_why(tls_error)}); check that this "
+                    f"address is the gateway of peer {self.peer} and that the peer directory "
+                    "belongs to its fabric"
+                ) from exc
+            if isinstance(exc, httpx.ConnectError):
+                raise PeerUnreachable(f"cannot reach {where}: {_why(exc)}; {self._hint}") from exc
+            raise PeerUnreachable(f"lost the connection to {where}: {_why(exc)}") from exc
+        answer = _json_of(response)
+        if response.is_success and isinstance(answer, dict):
+            return answer
+        raise _error_of(response.status_code, answer, where)
+
+
+def _admin_address_of(peer: str, gateway_json: Path, start: str) -> str:
+    try:
+        info = json.loads(gateway_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PeerUnreachable(
+            f"the gateway of peer {peer} is not running ({gateway_json} does not exist); "
+            f"start it with {start}, or pass --admin HOST:PORT"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise PeerUnreachable(f"cannot read {gateway_json}: {_why(exc)}") from exc
+    admin = info.get("admin") if isinstance(info, dict) else None
+    if not isinstance(admin, str):
+        raise PeerUnreachable(f"{gateway_json} names no admin address; restart the gateway")
+    return admin
+
+
+def _path_of(kind: str) -> str:
+    """The URL segment of a kind typed any accepted way (``import``, ``Imports``, ...)."""
+    from clusterlink.api import plural
+
+    return plural(kind)
+
+
+def _list_of(answer: Document, key: str) -> list[Document]:
+    items = answer.get(key)
+    if not isinstance(items, list):
+        raise AdminAPIError(f"the admin API answered without {key!r}: {answer!r:.200}", status=200)
+    return items
+
+
+def _json_of(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error_of(status: int, answer: Any, where: str) -> ClusterLinkError:
+    """The error for an answer that is not a success (or not a JSON object)."""
+    body = answer if isinstance(answer, dict) else {}
+    message = str(body.get("message") or f"{where} answered {status} without a reason")
+    field = body.get("field") if isinstance(body.get("field"), str) else None
+    if status == 404:
+        return NotFoundError(message)
+    if status == 422:
+        # Keep the server's wording (it usually names the document and the field already).
+        error = ValidationError(message if not field or field in message else f"{field}: {message}")
+        error.field = field
+        return error
+    if status == 409:
+        return ConflictError(message)
+    if status == 403:
+        message += "; use the admin certificate of this peer's directory (admin/cert.pem)"
+    reason = body.get("reason", "unexpected answer" if 200 <= status < 300 else "error")
+    return AdminAPIError(f"{message} ({status} {reason})", status=status, field=field)
+
+
+def _cause_of_type(exc: BaseException, kind: type[_E]) -> _E | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    """A short reason for a network error, from the innermost cause that has one."""
+    if _cause_of_type(exc, ConnectionRefusedError) is not None:
+        return "connection refused"
+    if (tls_error := _cause_of_type(exc, ssl.SSLError)) is not None:
+        if isinstance(tls_error, ssl.SSLCertVerificationError) and tls_error.verify_message:
+            return f"certificate verify failed: {tls_error.verify_message}"
+        return str(tls_error.reason or tls_error).lower().replace("_", " ")
+    if (os_error := _cause_of_type(exc, OSError)) is not None and os_error.strerror:
+        return os_error.strerror.lower()
+    return str(exc) or type(exc).__name__
