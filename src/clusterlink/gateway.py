@@ -1,15 +1,53 @@
-"""Wires the parts of one gateway into one process (DESIGN §2).
+"""One gateway process: wires the parts together and runs until SIGTERM/SIGINT (DESIGN §2).
 
-Work in progress: the configuration below is the contract between the CLI's
-``gateway run`` and the gateway process.
+Start-up order matters for users: listeners first (a port that is taken is an error before
+anything else happens), then the stored Imports re-open their listeners (leased ports again),
+then heartbeats start, and only then ``gateway.json`` is written, with the addresses actually
+bound, so a tool that sees the file can use every address in it. On a stop signal the
+gateway stops accepting, resets open tunnels, removes ``gateway.json`` and exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["GatewayConfig"]
+from clusterlink import __version__
+from clusterlink.certs import (
+    PeerDir,
+    admin_server_context,
+    load_peer_dir,
+    peer_client_context,
+    peer_server_context,
+)
+from clusterlink.controlplane.admin import AdminServer
+from clusterlink.controlplane.authz import LocalPeer
+from clusterlink.controlplane.catalog import Catalog, Snapshot
+from clusterlink.controlplane.health import HealthSettings, PeerHealth
+from clusterlink.controlplane.resources import ResourceService
+from clusterlink.dataplane.connector import PeerConnector
+from clusterlink.dataplane.import_listener import ImportListeners
+from clusterlink.dataplane.peer_listener import PeerListener
+from clusterlink.dataplane.settings import DataplaneSettings
+from clusterlink.dataplane.tunnels import TunnelRegistry
+from clusterlink.errors import ClusterLinkError
+from clusterlink.logs import setup_logging
+from clusterlink.protocol import ALPN_PROTOCOL, Health
+from clusterlink.store import SQLiteStore
+from clusterlink.transport.dial import format_address, parse_address
+
+__all__ = ["GatewayConfig", "run_gateway"]
+
+log = logging.getLogger("clusterlink.gateway")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,3 +63,165 @@ class GatewayConfig:
     state_path: Path | None = None  # default: peer_dir / "state.db"
     log_level: str = "info"
     log_format: str = "text"  # text | json
+    dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+
+
+def run_gateway(config: GatewayConfig) -> int:
+    """Run in the foreground until SIGTERM/SIGINT; 0 on a clean stop.
+
+    Start-up problems (bad peer directory, port taken, unreadable state) raise
+    ``ClusterLinkError`` with a one-line reason.
+    """
+    setup_logging(config.log_level, config.log_format)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every platform we ship
+        return asyncio.run(_main(config))
+    return uvloop.run(_main(config))
+
+
+async def _main(config: GatewayConfig) -> int:
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await gateway.start()
+        await stop.wait()
+        log.info("stop signal received: shutting down")
+    finally:
+        await gateway.stop()
+    return 0
+
+
+def _bind_error(what: str, address: str, exc: OSError) -> ClusterLinkError:
+    reason = (exc.strerror or str(exc)).lower()
+    return ClusterLinkError(f"cannot listen for {what} on {address}: {reason}")
+
+
+class Gateway:
+    """The parts of one gateway and their lifecycle."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.peer_dir: PeerDir = load_peer_dir(config.peer_dir)
+        self.local = LocalPeer(self.peer_dir.name, config.labels)
+        self.started_at = time.monotonic()
+        self.addresses: dict[str, str | None] = {"listen": None, "admin": None, "metrics": None}
+        self._server_context = peer_server_context(self.peer_dir, [ALPN_PROTOCOL])
+        self._client_context = peer_client_context(self.peer_dir, [ALPN_PROTOCOL])
+        self._admin_context = admin_server_context(self.peer_dir)
+        self._gateway_json = self.peer_dir.path / "gateway.json"
+        self.store: SQLiteStore | None = None
+        self._closers: list[Any] = []
+
+    async def start(self) -> None:
+        config, settings = self.config, self.config.dataplane
+        listen_addr = _parse(config.listen, "--listen")
+        admin_addr = _parse(config.admin_listen, "--admin-listen")
+        self.store = store = SQLiteStore(config.state_path or self.peer_dir.path / "state.db")
+        catalog = Catalog(store)
+        tunnels = TunnelRegistry(idle_timeout_s=settings.idle_timeout_s)
+        health = PeerHealth(context=lambda: self._client_context, settings=config.health)
+        connector = PeerConnector(context=lambda: self._client_context, settings=settings)
+        imports = ImportListeners(
+            host=config.import_host,
+            catalog=catalog,
+            local=self.local,
+            peers=health,
+            connector=connector,
+            tunnels=tunnels,
+        )
+        resources = ResourceService(store=store, catalog=catalog, binder=imports)
+        peer_listener = PeerListener(
+            context=lambda: self._server_context,
+            catalog=catalog,
+            local=self.local,
+            health=self._health_answer,
+            tunnels=tunnels,
+            settings=settings,
+        )
+        admin = AdminServer(
+            local_name=self.local.name,
+            context=lambda: self._admin_context,
+            store=store,
+            catalog=catalog,
+            resources=resources,
+            health=health,
+            gateway_info=self.info,
+        )
+        # Stopped in reverse order: first no new connections, then the tunnels, then state.
+        self._closers = [tunnels.close, connector.close, health.close, imports.close]
+
+        def on_change(old: Snapshot, new: Snapshot) -> None:
+            health.sync(new.peers)
+            for name, peer in old.peers.items():
+                if new.peers.get(name) != peer:
+                    connector.forget_peer(name)
+
+        catalog.subscribe(on_change)
+        try:
+            bound = await peer_listener.start(*listen_addr)
+        except OSError as exc:
+            raise _bind_error("peers (--listen)", config.listen, exc) from exc
+        self._closers.append(peer_listener.close)
+        self.addresses["listen"] = format_address(bound)
+        try:
+            bound = await admin.start(*admin_addr)
+        except OSError as exc:
+            raise _bind_error("the admin API (--admin-listen)", config.admin_listen, exc) from exc
+        self._closers.append(admin.close)
+        self.addresses["admin"] = format_address(bound)
+        await resources.start()
+        tunnels.start_sweeper()
+        self._write_gateway_json()
+        log.info(
+            "gateway %s (fabric %s) running: peers on %s, admin API on %s, imports on %s",
+            self.local.name,
+            self.peer_dir.fabric,
+            self.addresses["listen"],
+            self.addresses["admin"],
+            config.import_host,
+        )
+
+    async def stop(self) -> None:
+        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+            if json.loads(self._gateway_json.read_text()).get("pid") == os.getpid():
+                self._gateway_json.unlink()
+        for close in reversed(self._closers):
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+        if self.store is not None:
+            self.store.close()
+        log.info("gateway %s stopped", self.local.name)
+
+    def _health_answer(self) -> Health:
+        return Health(self.local.name, self.local.labels, __version__)
+
+    def info(self) -> Mapping[str, Any]:
+        return {
+            "name": self.local.name,
+            "fabric": self.peer_dir.fabric,
+            "version": __version__,
+            "labels": self.local.labels,
+            **self.addresses,
+            "importHost": self.config.import_host,
+            "uptimeS": round(time.monotonic() - self.started_at, 3),
+        }
+
+    def _write_gateway_json(self) -> None:
+        """Atomically, so a reader never sees half a file."""
+        info = {"name": self.local.name, "pid": os.getpid(), **self.addresses}
+        tmp = self._gateway_json.with_name(f".gateway.json.{os.getpid()}")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.replace(self._gateway_json)
+
+
+def _parse(text: str, flag: str) -> tuple[str, int]:
+    try:
+        return parse_address(text, what=flag)
+    except ValueError as exc:
+        raise ClusterLinkError(str(exc)) from None

@@ -1,0 +1,296 @@
+"""Peer health: heartbeats to every Peer, and what this gateway concludes from them (DESIGN §7).
+
+No central server: each gateway sends ``GET /healthz`` to each of its Peers every
+``interval_s`` over mTLS and decides *alone* whether that peer is reachable. One heartbeat
+goes to all of a peer's gateways at once and the first answer wins, so a peer stays reachable
+while any of its gateways answers.
+
+Flapping is damped by thresholds (``Reachability``, pure and clock-free so it is unit-tested
+without sleeping): ``unreachable_after`` failures in a row turn a peer unreachable,
+``reachable_after`` successes in a row turn it reachable again. A peer never heard from yet
+is *unknown*; its first answer makes it reachable at once (there is nothing to damp yet), and
+``unreachable_after`` failures make it unreachable.
+
+Each answer also brings the peer's labels (used by egress policies as
+``peer.clusterlink.net/labels.*``), and records last-seen time and round-trip time. None of
+this is written to the store on every beat: it is runtime state, served by ``status`` and
+``get peer``; the heartbeat connection is kept open between beats (HTTP keep-alive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import cast
+
+from clusterlink.api import Gateway, Peer
+from clusterlink.errors import ClusterLinkError, PeerUnreachable, ProtocolError
+from clusterlink.protocol import NEED_DATA, Health, PeerClientConnection
+from clusterlink.transport.dial import dial_tls, format_address
+
+__all__ = ["HealthSettings", "PeerHealth", "PeerState", "Reachability"]
+
+log = logging.getLogger("clusterlink.health")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthSettings:
+    interval_s: float = 1.0
+    timeout_s: float = 2.0  # per heartbeat, connect + handshake + answer
+    unreachable_after: int = 5
+    reachable_after: int = 3
+
+    def __post_init__(self) -> None:
+        if self.interval_s <= 0 or self.timeout_s <= 0:
+            raise ValueError("heartbeat interval and timeout must be positive")
+        if self.unreachable_after < 1 or self.reachable_after < 1:
+            raise ValueError("heartbeat thresholds must be at least 1")
+
+
+@dataclass(slots=True)
+class Reachability:
+    """The threshold state machine for one peer: feed it results, read ``reachable``."""
+
+    unreachable_after: int
+    reachable_after: int
+    reachable: bool | None = None  # None: never decided yet
+    successes: int = 0
+    failures: int = 0
+
+    def record(self, ok: bool) -> bool:
+        """Count one heartbeat; returns True if ``reachable`` changed."""
+        before = self.reachable
+        if ok:
+            self.successes, self.failures = self.successes + 1, 0
+            if self.reachable is None or self.successes >= self.reachable_after:
+                self.reachable = True
+        else:
+            self.failures, self.successes = self.failures + 1, 0
+            if self.failures >= self.unreachable_after:
+                self.reachable = False
+        return self.reachable != before
+
+
+@dataclass(slots=True)
+class PeerState:
+    """What this gateway knows of one peer right now (served as the Peer's status)."""
+
+    reachability: Reachability
+    reason: str = "no heartbeat yet"
+    labels: dict[str, str] = field(default_factory=dict)
+    last_seen: datetime | None = None
+    rtt_ms: float | None = None
+
+    def status(self) -> dict[str, object]:
+        return {
+            "reachable": self.reachability.reachable,
+            "reason": self.reason,
+            "labels": dict(self.labels),
+            "lastSeen": self.last_seen.isoformat().replace("+00:00", "Z")
+            if self.last_seen
+            else None,
+            "rttMs": None if self.rtt_ms is None else round(self.rtt_ms, 3),
+        }
+
+
+class _HealthChannel(asyncio.Protocol):
+    """A kept-open heartbeat connection to one gateway of a peer."""
+
+    def __init__(self, peer: str) -> None:
+        self.conn = PeerClientConnection(peer)
+        self.transport: asyncio.Transport | None = None
+        self.answer: asyncio.Future[Health] | None = None
+        self.is_open = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        if self.answer is None or self.answer.done():
+            return
+        try:
+            event = self.conn.next_event()
+        except ProtocolError as exc:
+            self.answer.set_exception(exc)
+            return
+        if event is NEED_DATA:
+            return
+        if isinstance(event, Health):
+            self.answer.set_result(event)
+        else:
+            self.answer.set_exception(ProtocolError(f"unexpected answer to a heartbeat: {event}"))
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.is_open = False
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(
+                PeerUnreachable(f"connection closed{f': {exc}' if exc else ''}")
+            )
+
+    async def beat(self) -> Health:
+        assert self.transport is not None
+        self.answer = asyncio.get_running_loop().create_future()
+        self.transport.write(self.conn.health_request())
+        return await self.answer
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class PeerHealth:
+    """Runs one heartbeat loop per Peer and keeps each peer's ``PeerState``."""
+
+    def __init__(
+        self,
+        *,
+        context: Callable[[], ssl.SSLContext],
+        settings: HealthSettings,
+        on_change: Callable[[str, PeerState], None] | None = None,
+    ) -> None:
+        self._context = context
+        self.settings = settings
+        self._on_change = on_change
+        self.states: dict[str, PeerState] = {}
+        self._loops: dict[str, tuple[tuple[Gateway, ...], asyncio.Task[None]]] = {}
+
+    # -- what the data plane asks ---------------------------------------------------------
+
+    def is_unreachable(self, peer: str) -> bool:
+        state = self.states.get(peer)
+        return state is not None and state.reachability.reachable is False
+
+    def labels_of(self, peer: str) -> Mapping[str, str]:
+        state = self.states.get(peer)
+        return state.labels if state is not None else {}
+
+    def status_of(self, peer: str) -> dict[str, object] | None:
+        state = self.states.get(peer)
+        return state.status() if state is not None else None
+
+    # -- following the Peer resources -------------------------------------------------------
+
+    def sync(self, peers: Mapping[str, Peer]) -> None:
+        """Start loops for new peers, restart changed ones, stop deleted ones."""
+        for name in [n for n in self._loops if n not in peers]:
+            self._loops.pop(name)[1].cancel()
+            self.states.pop(name, None)
+        for name, peer in peers.items():
+            gateways = tuple(peer.spec.gateways)
+            running = self._loops.get(name)
+            if running is not None and running[0] == gateways:
+                continue
+            if running is not None:
+                running[1].cancel()
+            settings = self.settings
+            self.states[name] = PeerState(
+                Reachability(settings.unreachable_after, settings.reachable_after)
+            )
+            self._loops[name] = (gateways, asyncio.create_task(self._run(name, gateways)))
+
+    async def close(self) -> None:
+        tasks = [task for _, task in self._loops.values()]
+        self._loops.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _run(self, peer: str, gateways: tuple[Gateway, ...]) -> None:
+        channels: dict[Gateway, _HealthChannel] = {}
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                started = loop.time()
+                ok, reason, health, rtt_s = await self._beat(peer, gateways, channels)
+                self._record(peer, ok, reason, health, rtt_s)
+                await asyncio.sleep(max(0.0, self.settings.interval_s - (loop.time() - started)))
+        finally:
+            for channel in channels.values():
+                channel.close()
+
+    async def _beat(
+        self, peer: str, gateways: tuple[Gateway, ...], channels: dict[Gateway, _HealthChannel]
+    ) -> tuple[bool, str, Health | None, float]:
+        """One heartbeat to all gateways of ``peer``; the first answer wins.
+
+        The slower gateways' beats are not cancelled (that would cost their kept-open
+        connection); each ends by itself within ``timeout_s``.
+        """
+        started = time.perf_counter()
+        attempts = [asyncio.create_task(self._beat_one(peer, gw, channels)) for gw in gateways]
+        errors: list[str] = []
+        for next_done in asyncio.as_completed(attempts):
+            try:
+                health = await next_done
+            except (ClusterLinkError, OSError) as exc:
+                errors.append(str(exc))
+                continue
+            rtt_s = time.perf_counter() - started
+            if health.name != peer:
+                return False, f"answered as {health.name!r}, not {peer!r}", None, rtt_s
+            return True, "heartbeat ok", health, rtt_s
+        return False, "; ".join(errors) or "the Peer lists no gateway", None, 0.0
+
+    async def _beat_one(
+        self, peer: str, gateway: Gateway, channels: dict[Gateway, _HealthChannel]
+    ) -> Health:
+        timeout_s = self.settings.timeout_s
+        what = f"peer {peer} gateway"
+        channel = channels.get(gateway)
+        try:
+            async with asyncio.timeout(timeout_s):
+                if channel is None or not channel.is_open or not channel.conn.is_reusable:
+                    if channel is not None:
+                        channel.close()
+                    channel = channels[gateway] = _HealthChannel(peer)
+                    await dial_tls(
+                        (gateway.host, gateway.port),
+                        channel,
+                        context=self._context(),
+                        server_name=peer,
+                        connect_timeout_s=timeout_s,
+                        handshake_timeout_s=timeout_s,
+                        what=what,
+                    )
+                return await channel.beat()
+        except BaseException as exc:
+            if channel is not None:
+                channel.close()  # an unanswered beat leaves the channel unusable
+            channels.pop(gateway, None)
+            if isinstance(exc, TimeoutError):
+                where = format_address((gateway.host, gateway.port))
+                raise PeerUnreachable(
+                    f"{what} at {where}: no answer within {timeout_s:g}s"
+                ) from None
+            raise
+
+    def _record(
+        self, peer: str, ok: bool, reason: str, health: Health | None, rtt_s: float
+    ) -> None:
+        state = self.states.get(peer)
+        if state is None:
+            return
+        state.reason = reason
+        if ok and health is not None:
+            state.labels = dict(health.labels)
+            state.last_seen = datetime.now(UTC)
+            state.rtt_ms = rtt_s * 1000.0
+        if state.reachability.record(ok):
+            word = "reachable" if state.reachability.reachable else "unreachable"
+            log.warning("peer %s is now %s: %s", peer, word, reason)
+            if self._on_change is not None:
+                self._on_change(peer, state)

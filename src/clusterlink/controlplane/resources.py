@@ -1,0 +1,141 @@
+"""Changing resources: the one path every write takes (admin API now, a controller later).
+
+An ``apply`` is all-or-nothing across everything it touches, not just the store:
+
+    validate every document -> bind the listeners new Imports need (not serving yet)
+    -> store all documents in one transaction -> record leased ports -> start serving
+    -> swap the catalog snapshot (next connection sees the change)
+
+If binding fails (port taken) nothing is stored; if storing fails the bound sockets are
+closed. Writes are serialized by one lock, and the store's blocking calls (SQLite with a full
+sync) run in a worker thread so the data plane keeps moving meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from clusterlink.api import Import, Resource, ResourceKey, key_of, resource_from_dict
+from clusterlink.controlplane.catalog import Catalog, NamespacedName
+from clusterlink.errors import ValidationError
+from clusterlink.store import ApplyOutcome, Store
+from clusterlink.transport.dial import parse_address
+
+__all__ = ["ImportBinder", "PreparedImports", "ResourceService", "parse_request_documents"]
+
+log = logging.getLogger("clusterlink.resources")
+
+
+class PreparedImports(Protocol):
+    @property
+    def listen(self) -> Mapping[NamespacedName, str]: ...
+
+    async def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ImportBinder(Protocol):
+    """The data plane's side of an apply: listening sockets for Imports."""
+
+    async def prepare(
+        self, imports: Iterable[Import], *, leased: Mapping[NamespacedName, int] | None = None
+    ) -> PreparedImports: ...
+
+    def close_removed(self, keep: Iterable[NamespacedName]) -> None: ...
+
+    def listen_address(self, key: NamespacedName) -> str | None: ...
+
+
+def parse_request_documents(documents: object) -> list[Resource]:
+    """Validate the documents of an apply/delete request; the error names document and field."""
+    if not isinstance(documents, list):
+        raise ValidationError("must be a list of resource documents", field="documents")
+    resources: list[Resource] = []
+    seen: set[ResourceKey] = set()
+    for i, doc in enumerate(documents, start=1):
+        try:
+            resource = resource_from_dict(doc)
+        except ValidationError as exc:
+            where = f"document {i}: " if len(documents) > 1 else ""
+            raise ValidationError(f"{where}{exc}", field=exc.field) from None
+        key = key_of(resource)
+        if key in seen:
+            raise ValidationError(f"document {i}: {key} appears twice in one request")
+        seen.add(key)
+        resources.append(resource)
+    return resources
+
+
+def _leased_port(imp: Import) -> int:
+    if imp.status is None or not imp.status.listen:
+        return 0
+    try:
+        return parse_address(imp.status.listen)[1]
+    except ValueError:
+        return 0
+
+
+class ResourceService:
+    def __init__(self, *, store: Store, catalog: Catalog, binder: ImportBinder) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.binder = binder
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Load the state and open every Import's listener (leased ports first)."""
+        snapshot = self.catalog.reload()
+        for key, imp in snapshot.imports.items():
+            try:
+                prepared = await self.binder.prepare([imp], leased={key: _leased_port(imp)})
+            except Exception as exc:
+                log.error("import %s/%s is not served: %s", key[0], key[1], exc)
+                continue
+            await self._record_listen([imp], prepared.listen)
+            await prepared.commit()
+
+    async def apply(self, resources: Sequence[Resource]) -> list[ApplyOutcome]:
+        async with self._lock:
+            imports = [r for r in resources if isinstance(r, Import)]
+            current = self.catalog.snapshot.imports
+            leased = {
+                key: _leased_port(current[key])
+                for key in ((i.metadata.namespace, i.metadata.name) for i in imports)
+                if key in current
+            }
+            prepared = await self.binder.prepare(imports, leased=leased)
+            try:
+                outcomes = await asyncio.to_thread(self.store.apply, resources)
+            except BaseException:
+                prepared.abort()
+                raise
+            await self._record_listen(imports, prepared.listen)
+            await prepared.commit()
+            self.catalog.reload()
+        for outcome in outcomes:
+            if outcome.result != "unchanged":
+                log.info("%s", outcome)
+        return outcomes
+
+    async def delete(self, keys: Sequence[ResourceKey]) -> list[Resource]:
+        async with self._lock:
+            deleted = await asyncio.to_thread(self.store.delete, keys)
+            snapshot = self.catalog.reload()
+            self.binder.close_removed(snapshot.imports)
+        for resource in deleted:
+            log.info("%s deleted", key_of(resource))
+        return deleted
+
+    async def _record_listen(
+        self, imports: Sequence[Import], listen: Mapping[NamespacedName, str]
+    ) -> None:
+        """Keep each newly bound address in the Import's status (port 0: the lease)."""
+        for imp in imports:
+            key = (imp.metadata.namespace, imp.metadata.name)
+            if key in listen:
+                status: dict[str, Any] = {"listen": listen[key]}
+                await asyncio.to_thread(self.store.set_status, key_of(imp), status)

@@ -1,0 +1,195 @@
+"""Opening a tunnel to a peer gateway: CONNECT on a warm mTLS connection, then the verdict.
+
+The source side of DESIGN §5 after the egress decision: take an already-handshaken
+connection from the peer's pool (or dial one), send ``CONNECT ns/name`` with the client's
+attributes, and wait for the answer. On ``200`` the same connection is the tunnel, and bytes
+the service sent right behind the ``200`` are handed back so the relay delivers them first.
+
+A peer may list several gateways; they are tried in order and the first that answers
+serves. A warm connection that turns out to have been closed by the other side before it
+answered is replaced once by a fresh dial: that race is normal for pooled connections and
+must not cost the client its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from typing import cast
+
+from clusterlink.api import Gateway
+from clusterlink.dataplane.settings import DataplaneSettings
+from clusterlink.errors import ClusterLinkError, PeerUnreachable, ProtocolError
+from clusterlink.protocol import NEED_DATA, ExportRef, PeerClientConnection, Verdict
+from clusterlink.transport.dial import dial_tls, format_address
+from clusterlink.transport.pool import WarmPool
+from clusterlink.transport.tls import TLSLayer, TLSTransport
+
+__all__ = ["PeerConnector", "TunnelRefused"]
+
+
+class TunnelRefused(ClusterLinkError):
+    """The target gateway answered the CONNECT with a refusal (403, 404, 502, ...)."""
+
+    def __init__(self, peer: str, verdict: Verdict) -> None:
+        self.verdict = verdict
+        super().__init__(
+            f"peer {peer} answered {verdict.status} {verdict.reason}: {verdict.message}"
+        )
+
+
+class _LostBeforeAnswer(PeerUnreachable):
+    """The connection ended before any answer: on a warm connection, worth one retry."""
+
+
+class _AwaitVerdict(asyncio.Protocol):
+    """App protocol of a peer connection between sending CONNECT and reading the answer."""
+
+    def __init__(self, conn: PeerClientConnection, what: str) -> None:
+        self.conn = conn
+        self.what = what
+        self.transport: asyncio.Transport | None = None
+        self.answer: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)  # after the answer: tunnel bytes, kept as trailing data
+        if not self.answer.done():
+            self._parse()
+
+    def eof_received(self) -> bool:
+        if not self.answer.done():
+            self.conn.receive_data(b"")
+            self._parse()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            reason = f": {exc}" if exc else ""
+            self.answer.set_exception(
+                _LostBeforeAnswer(f"{self.what} closed the connection before answering{reason}")
+            )
+
+    def _parse(self) -> None:
+        try:
+            event = self.conn.next_event()
+        except ProtocolError as exc:
+            self.answer.set_exception(PeerUnreachable(f"{self.what}: {exc}"))
+            return
+        if event is NEED_DATA:
+            return
+        if not isinstance(event, Verdict):
+            self.answer.set_exception(PeerUnreachable(f"{self.what}: unexpected answer {event}"))
+            return
+        assert self.transport is not None
+        self.transport.pause_reading()  # what follows belongs to the relay
+        self.answer.set_result(event)
+
+
+class PeerConnector:
+    """Warm pools per peer gateway address, and the CONNECT exchange on top of them."""
+
+    def __init__(
+        self, *, context: Callable[[], ssl.SSLContext], settings: DataplaneSettings
+    ) -> None:
+        self._context = context
+        self._settings = settings
+        self._pools: dict[tuple[str, str, int], WarmPool] = {}
+
+    def _pool(self, peer: str, gateway: Gateway) -> WarmPool:
+        key = (peer, gateway.host, gateway.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            settings = self._settings
+            addr = (gateway.host, gateway.port)
+            what = f"peer {peer} gateway"
+
+            async def dial(app: asyncio.Protocol) -> TLSLayer:
+                return await dial_tls(
+                    addr,
+                    app,
+                    context=self._context(),
+                    server_name=peer,
+                    connect_timeout_s=settings.connect_timeout_s,
+                    handshake_timeout_s=settings.handshake_timeout_s,
+                    what=what,
+                )
+
+            pool = WarmPool(dial, size=settings.pool_size, max_idle_s=settings.pool_max_idle_s)
+            self._pools[key] = pool
+        return pool
+
+    async def open(
+        self,
+        peer: str,
+        gateways: Sequence[Gateway],
+        export: ExportRef,
+        attributes: Mapping[str, str],
+    ) -> tuple[TLSTransport, bytes]:
+        """The tunnel's transport and the service's first bytes; raises if refused/failed."""
+        errors: list[str] = []
+        for gateway in gateways:
+            pool = self._pool(peer, gateway)
+            what = f"peer {peer} at {format_address((gateway.host, gateway.port))}"
+            try:
+                async with asyncio.timeout(self._settings.verdict_timeout_s):
+                    return await self._connect(pool, peer, what, export, attributes)
+            except TimeoutError:
+                errors.append(f"{what} did not answer within {self._settings.verdict_timeout_s:g}s")
+            except PeerUnreachable as exc:
+                errors.append(str(exc))
+        raise PeerUnreachable("; ".join(errors) or f"peer {peer} lists no gateway")
+
+    async def _connect(
+        self,
+        pool: WarmPool,
+        peer: str,
+        what: str,
+        export: ExportRef,
+        attributes: Mapping[str, str],
+    ) -> tuple[TLSTransport, bytes]:
+        conn = PeerClientConnection(peer)
+        reader = _AwaitVerdict(conn, what)
+        layer, was_warm = await pool.acquire(reader)
+        try:
+            return await self._exchange(layer, reader, peer, export, attributes)
+        except _LostBeforeAnswer:
+            if not was_warm:
+                raise
+        conn = PeerClientConnection(peer)
+        reader = _AwaitVerdict(conn, what)
+        layer = await pool.dial_fresh(reader)
+        return await self._exchange(layer, reader, peer, export, attributes)
+
+    @staticmethod
+    async def _exchange(
+        layer: TLSLayer,
+        reader: _AwaitVerdict,
+        peer: str,
+        export: ExportRef,
+        attributes: Mapping[str, str],
+    ) -> tuple[TLSTransport, bytes]:
+        reader.transport = layer.transport
+        layer.transport.write(reader.conn.connect_request(export, attributes))
+        try:
+            verdict = await reader.answer
+        except BaseException:
+            layer.abort()
+            raise
+        if not verdict.is_allowed:
+            layer.abort()
+            raise TunnelRefused(peer, verdict)
+        return layer.transport, reader.conn.trailing_data
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    def forget_peer(self, peer: str) -> None:
+        """Drop warm connections to a peer that was deleted or changed its gateways."""
+        for key in [k for k in self._pools if k[0] == peer]:
+            self._pools.pop(key).close()

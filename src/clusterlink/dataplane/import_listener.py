@@ -1,0 +1,261 @@
+"""Import listeners: the local TCP ports that stand for remote services.
+
+Sequence for one client connection (the source side of DESIGN §5):
+
+    accept (reading paused: no client byte is read before the tunnel exists)
+    -> the Import as it is *now* (changes apply to the next connection)
+    -> sources in load-balancer order; for each: egress policy -> CONNECT via the peer's
+       warm pool -> verdict; a denied, missing, refused or unreachable source is skipped
+    -> the first source that answers 200 becomes the tunnel: relay client <-> peer connection
+    -> none did: the client gets a TCP RST and the log says why, per source.
+
+Binding is two-phase so that an ``apply`` stays all-or-nothing: ``prepare`` binds the sockets
+an apply needs without serving on them, the caller stores the resources, then ``commit``
+starts serving (and closes listeners of replaced ports) or ``abort`` closes what was bound.
+A port that is taken makes ``prepare`` fail with a ``ConflictError`` before anything is
+stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+from clusterlink.api import Import, ImportSource
+from clusterlink.controlplane.authz import LocalPeer, egress_decision, egress_source_attributes
+from clusterlink.controlplane.catalog import Catalog, NamespacedName
+from clusterlink.controlplane.loadbalancer import LoadBalancer
+from clusterlink.dataplane.connector import PeerConnector
+from clusterlink.dataplane.relay import Parked, RelayResult, reset
+from clusterlink.dataplane.tunnels import TunnelRegistry
+from clusterlink.errors import ClusterLinkError, ConflictError
+from clusterlink.protocol import ExportRef
+from clusterlink.transport.dial import format_address
+
+__all__ = ["ImportListeners", "PeerView", "PreparedBinding"]
+
+log = logging.getLogger("clusterlink.egress")
+
+
+class PeerView(Protocol):
+    """What the import path needs to know about remote peers at connection time."""
+
+    def is_unreachable(self, peer: str) -> bool: ...
+
+    def labels_of(self, peer: str) -> Mapping[str, str]: ...
+
+
+@dataclass(slots=True)
+class _Listener:
+    key: NamespacedName
+    server: asyncio.Server
+    port: int
+    listen: str  # "host:port" as bound
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@dataclass(slots=True)
+class PreparedBinding:
+    """Sockets bound for an apply, not yet serving. Exactly one of commit/abort follows."""
+
+    owner: ImportListeners
+    new: dict[NamespacedName, _Listener] = field(default_factory=dict)
+
+    @property
+    def listen(self) -> dict[NamespacedName, str]:
+        return {key: lst.listen for key, lst in self.new.items()}
+
+    async def commit(self) -> None:
+        await self.owner._commit(self.new)
+
+    def abort(self) -> None:
+        for lst in self.new.values():
+            lst.close()
+
+
+class ImportListeners:
+    """One listener per Import, reconciled with the resources."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        catalog: Catalog,
+        local: LocalPeer,
+        peers: PeerView,
+        connector: PeerConnector,
+        tunnels: TunnelRegistry,
+    ) -> None:
+        self.host = host
+        self.catalog = catalog
+        self.local = local
+        self.peers = peers
+        self.connector = connector
+        self.tunnels = tunnels
+        self.balancer = LoadBalancer()
+        self._listeners: dict[NamespacedName, _Listener] = {}
+
+    def listen_address(self, key: NamespacedName) -> str | None:
+        lst = self._listeners.get(key)
+        return lst.listen if lst else None
+
+    async def prepare(
+        self, imports: Iterable[Import], *, leased: Mapping[NamespacedName, int] | None = None
+    ) -> PreparedBinding:
+        """Bind what ``imports`` need that is not bound yet (port 0: a leased or free port).
+
+        ``leased`` holds ports recorded for port-0 imports (after a restart: the same port
+        again if it is free, otherwise a new one).
+        """
+        prepared = PreparedBinding(self)
+        try:
+            for imp in imports:
+                key = (imp.metadata.namespace, imp.metadata.name)
+                current = self._listeners.get(key)
+                want = imp.spec.port
+                if current is not None and (want in (0, current.port)):
+                    continue  # already serving where it should
+                prepared.new[key] = await self._bind(key, want, (leased or {}).get(key, 0))
+        except BaseException:
+            prepared.abort()
+            raise
+        return prepared
+
+    async def _bind(self, key: NamespacedName, port: int, leased: int) -> _Listener:
+        loop = asyncio.get_running_loop()
+        candidates = [port] if port else ([leased, 0] if leased else [0])
+        for i, candidate in enumerate(candidates):
+            try:
+                server = await loop.create_server(
+                    lambda: _ImportSession(self, key),
+                    self.host,
+                    candidate,
+                    family=socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+                    reuse_address=True,
+                    backlog=1024,
+                    start_serving=False,
+                )
+            except OSError as exc:
+                if i + 1 < len(candidates):
+                    continue  # the leased port was taken meanwhile: lease another
+                where = format_address((self.host, candidate))
+                raise ConflictError(
+                    f"import {key[0]}/{key[1]}: cannot listen on {where}: "
+                    f"{(exc.strerror or str(exc)).lower()}; choose another spec.port"
+                ) from exc
+            bound = server.sockets[0].getsockname()
+            return _Listener(key, server, bound[1], format_address(bound))
+        raise AssertionError("no candidate port")  # candidates is never empty
+
+    async def _commit(self, new: dict[NamespacedName, _Listener]) -> None:
+        for key, lst in new.items():
+            old = self._listeners.pop(key, None)
+            if old is not None:
+                old.close()
+            self._listeners[key] = lst
+            await lst.server.start_serving()
+            log.info("import %s/%s listening on %s", key[0], key[1], lst.listen)
+
+    def close_removed(self, keep: Iterable[NamespacedName]) -> None:
+        """Close listeners of Imports that no longer exist (existing tunnels go on)."""
+        keep = set(keep)
+        for key in [k for k in self._listeners if k not in keep]:
+            lst = self._listeners.pop(key)
+            lst.close()
+            self.balancer.forget(key)
+            log.info("import %s/%s deleted: stopped listening on %s", key[0], key[1], lst.listen)
+
+    async def close(self) -> None:
+        for lst in self._listeners.values():
+            lst.close()
+        self._listeners.clear()
+
+    # -- one client connection -------------------------------------------------------------
+
+    async def serve(self, session: _ImportSession, key: NamespacedName) -> None:
+        client = session.transport
+        peername = client.get_extra_info("peername")
+        client_ip = peername[0] if peername else "?"
+        what = f"import={key[0]}/{key[1]} client={format_address(peername) if peername else '?'}"
+        snapshot = self.catalog.snapshot
+        imp = snapshot.imports.get(key)
+        if imp is None:
+            log.info("egress refused %s: the import was deleted", what)
+            reset(client)
+            return
+        src = egress_source_attributes(self.local, client_ip)
+        failures: list[str] = []
+        order = self.balancer.order(
+            key, imp.spec.sources, imp.spec.lb_scheme, lambda s: self.peers.is_unreachable(s.peer)
+        )
+        for source in order:
+            target = _describe(source)
+            peer = snapshot.peers.get(source.peer)
+            if peer is None:
+                failures.append(f"{target}: no Peer named {source.peer!r} is defined")
+                continue
+            decision = egress_decision(
+                snapshot, imp, source, src, self.peers.labels_of(source.peer)
+            )
+            if not decision.is_allowed:
+                failures.append(f"{target}: {decision}")
+                continue
+            ref = ExportRef(source.export_namespace, source.export_name)
+            try:
+                tunnel, early = await self.connector.open(source.peer, peer.spec.gateways, ref, src)
+            except ClusterLinkError as exc:
+                failures.append(f"{target}: {exc}")
+                continue
+            if session.is_lost:
+                tunnel.abort()
+                log.info("egress abandoned %s: the client left during set-up", what)
+                return
+            log.info("egress allowed %s source=%s: %s", what, target, decision)
+            relay = self.tunnels.open(client, tunnel, self._on_close(what, target))
+            relay.start(to_client=early)
+            return
+        log.info("egress refused %s: %s", what, "; ".join(failures))
+        reset(client)
+
+    def _on_close(self, what: str, target: str) -> Callable[[RelayResult], None]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        def on_close(result: RelayResult) -> None:
+            log.info(
+                "egress closed %s source=%s bytes_up=%d bytes_down=%d duration_s=%.3f%s",
+                what,
+                target,
+                result.bytes_up,
+                result.bytes_down,
+                loop.time() - started,
+                f" error={result.error!r}" if result.error else "",
+            )
+
+        return on_close
+
+
+def _describe(source: ImportSource) -> str:
+    return f"{source.peer}/{source.export_namespace}/{source.export_name}"
+
+
+class _ImportSession(Parked):
+    """Protocol of a client connection until the relay takes it over."""
+
+    def __init__(self, listeners: ImportListeners, key: NamespacedName) -> None:
+        super().__init__()
+        self.listeners = listeners
+        self.key = key
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = cast(asyncio.Transport, transport)
+        self.task = asyncio.create_task(self.listeners.serve(self, self.key))

@@ -1,0 +1,22 @@
+"""Timeouts and sizes of the data plane, in one place, with units in their names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DataplaneSettings"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataplaneSettings:
+    connect_timeout_s: float = 5.0  # TCP connect to a peer gateway or an exported service
+    handshake_timeout_s: float = 5.0  # TLS handshake, either direction
+    request_timeout_s: float = 60.0  # peer listener: wait for the next request on a connection
+    verdict_timeout_s: float = 15.0  # source side: wait for the answer to a CONNECT
+    idle_timeout_s: float = 3600.0  # a tunnel with no byte either way for this long is closed
+    pool_size: int = 2  # warm connections kept per peer gateway once it has been used
+    pool_max_idle_s: float = 30.0  # a warm connection older than this is not handed out
+
+    def __post_init__(self) -> None:
+        if self.pool_max_idle_s >= self.request_timeout_s:
+            raise ValueError("pool_max_idle_s must be below request_timeout_s")

@@ -1,0 +1,101 @@
+"""Dialing: a TCP connection with a deadline, optionally with a TLS layer on top.
+
+Every wait here has an explicit timeout, and every failure leaves as one of our errors with a
+message that names the target: ``PeerUnreachable`` for connect/handshake/timeouts,
+``CertificateError`` when the other side's certificate does not verify (wrong fabric, wrong
+name, expired) — the two need different fixes, so they are told apart here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+
+from clusterlink.errors import CertificateError, PeerUnreachable
+from clusterlink.transport.tls import TLSLayer
+
+__all__ = ["Address", "dial_tcp", "dial_tls", "format_address", "parse_address"]
+
+Address = tuple[str, int]
+
+
+def parse_address(text: str, *, what: str = "address") -> Address:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError with a clear message."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{what} {text!r} is not HOST:PORT")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{what} {text!r}: port must be 0..65535")
+    return host, port
+
+
+def format_address(addr: Address | tuple[str, int, int, int]) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def dial_tcp(
+    addr: Address, protocol: asyncio.Protocol, *, connect_timeout_s: float, what: str
+) -> asyncio.Transport:
+    """Connect ``protocol`` to ``addr``; ``what`` names the target in errors."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(connect_timeout_s):
+            transport, _ = await loop.create_connection(lambda: protocol, addr[0], addr[1])
+    except TimeoutError:
+        raise PeerUnreachable(
+            f"{what} at {format_address(addr)} did not accept a connection within "
+            f"{connect_timeout_s:g}s"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise PeerUnreachable(f"{what} at {format_address(addr)}: {reason.lower()}") from exc
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return transport
+
+
+async def dial_tls(
+    addr: Address,
+    app: asyncio.Protocol,
+    *,
+    context: ssl.SSLContext,
+    server_name: str,
+    connect_timeout_s: float,
+    handshake_timeout_s: float,
+    what: str,
+) -> TLSLayer:
+    """Connect and complete a TLS handshake that verifies the server is ``server_name``."""
+    layer = TLSLayer(
+        context,
+        app,
+        server_side=False,
+        server_hostname=server_name,
+        handshake_timeout_s=handshake_timeout_s,
+    )
+    await dial_tcp(addr, layer, connect_timeout_s=connect_timeout_s, what=what)
+    try:
+        await layer.handshake_done
+    except ssl.SSLCertVerificationError as exc:
+        raise CertificateError(
+            f"{what} at {format_address(addr)} presented a certificate that does not verify: "
+            f"{exc.verify_message}; is it a gateway of this fabric named {server_name!r}?"
+        ) from exc
+    except ssl.SSLError as exc:
+        raise PeerUnreachable(
+            f"TLS handshake with {what} at {format_address(addr)} failed: {exc.reason or exc}"
+        ) from exc
+    except (OSError, TimeoutError) as exc:
+        raise PeerUnreachable(
+            f"TLS handshake with {what} at {format_address(addr)} failed: {exc}"
+        ) from exc
+    return layer

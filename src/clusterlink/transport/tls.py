@@ -1,0 +1,313 @@
+"""TLS driven over a plain asyncio transport with ``ssl.MemoryBIO``.
+
+Why not asyncio's own TLS transport: it cannot half-close (``can_write_eof()`` is false), and a
+tunnel must carry "the client has finished sending" while the reply still flows. TLS 1.3 can:
+``close_notify`` ends one direction only, and OpenSSL keeps reading after sending it and keeps
+writing after receiving it. So this layer maps ``write_eof()`` to ``close_notify`` (followed by
+a TCP FIN) and a received ``close_notify`` to ``eof_received()``. Measured on loopback it moves
+bulk data as fast as uvloop's built-in TLS transport and faster than asyncio's.
+
+Shape: ``TLSLayer`` is the protocol of the raw TCP transport; the application sees a
+``TLSTransport`` (a real ``asyncio.Transport``) and keeps writing plain bytes. Back-pressure
+passes straight through: the raw transport's ``pause_writing`` reaches the application
+protocol, and the application's ``pause_reading`` stops the raw transport; ciphertext that
+already arrived waits, still encrypted, in the incoming BIO.
+
+Invariants:
+- The application protocol gets ``connection_made`` only after a successful handshake; a failed
+  or timed-out handshake resolves ``handshake_done`` with the error and closes the socket.
+- A TCP EOF without a ``close_notify`` is a truncation: the application sees
+  ``connection_lost(ConnectionResetError)``, never a clean EOF.
+- Nothing here logs or decides policy; callers read the verified peer certificate with
+  ``get_extra_info("peercert")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from typing import Any, cast
+
+__all__ = ["TLSLayer", "TLSTransport"]
+
+_READ_SIZE = 256 * 1024
+
+
+class TLSTransport(asyncio.Transport):
+    """The application's view of a ``TLSLayer``: plain bytes in and out."""
+
+    __slots__ = ("_layer",)
+
+    def __init__(self, layer: TLSLayer) -> None:
+        super().__init__()
+        self._layer = layer
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._layer.write_plain(data)
+
+    def write_eof(self) -> None:
+        self._layer.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._layer.close()
+
+    def abort(self) -> None:
+        self._layer.abort()
+
+    def is_closing(self) -> bool:
+        return self._layer.is_closing()
+
+    def pause_reading(self) -> None:
+        self._layer.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._layer.resume_reading()
+
+    def is_reading(self) -> bool:
+        return not self._layer.reading_paused
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        assert isinstance(protocol, asyncio.Protocol)
+        self._layer.app = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._layer.app
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._layer.get_extra_info(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return self._layer.raw.get_write_buffer_size()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._layer.raw.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._layer.raw.get_write_buffer_limits()
+
+
+class TLSLayer(asyncio.Protocol):
+    """Protocol of the raw TCP transport; runs TLS and feeds ``app`` plain bytes."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        app: asyncio.Protocol,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+        handshake_timeout_s: float = 5.0,
+    ) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._ssl = context.wrap_bio(
+            self._incoming, self._outgoing, server_side=server_side, server_hostname=server_hostname
+        )
+        self.app = app
+        self.transport = TLSTransport(self)
+        self.raw: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
+        self._loop = asyncio.get_running_loop()
+        self.handshake_done: asyncio.Future[None] = self._loop.create_future()
+        self._handshake_timeout_s = handshake_timeout_s
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._is_handshaken = False
+        self.reading_paused = False
+        self._eof_sent = False
+        self._eof_received = False
+        self._is_closing = False
+        self._closed_locally = False
+        self._error: Exception | None = None  # a TLS error that ended the connection
+
+    # -- raw side ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.raw = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._handshake_timer = self._loop.call_later(
+            self._handshake_timeout_s, self._on_handshake_timeout
+        )
+        self._do_handshake()
+
+    def data_received(self, data: bytes) -> None:
+        self._incoming.write(data)
+        if self._is_handshaken:
+            if not self.reading_paused:
+                self._read_plain()
+        else:
+            self._do_handshake()
+
+    def eof_received(self) -> bool:
+        if not self._is_handshaken:
+            self._fail_handshake(ConnectionResetError("connection closed during TLS handshake"))
+            return False
+        # Ciphertext may still sit in the BIO (reading paused): the close_notify, if any, is
+        # in there and is found once reading resumes.
+        self._incoming.write_eof()
+        if not self.reading_paused:
+            self._read_plain()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._is_closing = True
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        if not self._is_handshaken:
+            self._fail_handshake(exc or ConnectionResetError("connection closed during handshake"))
+            return
+        exc = exc or self._error
+        if exc is None and not self._eof_received and not self._closed_locally:
+            exc = ConnectionResetError("peer closed the TLS connection without close_notify")
+        self.app.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._is_handshaken:
+            self.app.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._is_handshaken:
+            self.app.resume_writing()
+
+    # -- handshake --------------------------------------------------------------------------
+
+    def _do_handshake(self) -> None:
+        try:
+            self._ssl.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush()
+            return
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            self._flush()  # let the peer see our alert
+            self._fail_handshake(exc)
+            return
+        self._is_handshaken = True
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        self._flush()
+        if not self.handshake_done.done():
+            self.handshake_done.set_result(None)
+        self.app.connection_made(self.transport)
+        if not self.reading_paused:
+            self._read_plain()
+
+    def _on_handshake_timeout(self) -> None:
+        self._fail_handshake(
+            TimeoutError(f"TLS handshake did not finish within {self._handshake_timeout_s:g}s")
+        )
+
+    def _fail_handshake(self, exc: BaseException) -> None:
+        if not self.handshake_done.done():
+            self.handshake_done.set_exception(exc)
+            # The caller may have stopped waiting; don't warn about an unretrieved exception.
+            self.handshake_done.exception()
+        if self.raw is not None and not self.raw.is_closing():
+            self.raw.close()
+
+    # -- application data -------------------------------------------------------------------
+
+    def _read_plain(self) -> None:
+        ssl_obj, app = self._ssl, self.app
+        try:
+            while not self.reading_paused:
+                data = ssl_obj.read(_READ_SIZE)
+                if not data:
+                    self._on_close_notify()
+                    break
+                app.data_received(data)
+        except ssl.SSLWantReadError:
+            if self._incoming.eof and not self._eof_received:
+                # TCP EOF with no close_notify behind it.
+                self.raw.abort()
+        except ssl.SSLZeroReturnError:
+            self._on_close_notify()
+        except ssl.SSLError as exc:
+            # E.g. the server's alert when it rejects our certificate after a TLS 1.3
+            # handshake that looked complete from our side.
+            self._error = exc
+            self.raw.abort()
+        self._flush()
+
+    def _on_close_notify(self) -> None:
+        if self._eof_received:
+            return
+        self._eof_received = True
+        keep_open = self.app.eof_received()
+        if self._eof_sent or not keep_open:
+            self.close()
+
+    def write_plain(self, data: bytes | bytearray | memoryview) -> None:
+        if self._is_closing or self._eof_sent:
+            return
+        self._ssl.write(data)
+        self._flush()
+
+    def write_eof(self) -> None:
+        """Send ``close_notify`` (and a TCP FIN): we will write nothing more, reading goes on."""
+        if self._eof_sent or self._is_closing:
+            return
+        self._eof_sent = True
+        with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLError):
+            self._ssl.unwrap()
+        self._flush()
+        if self._eof_received:
+            self.close()
+        elif self.raw.can_write_eof():
+            self.raw.write_eof()
+
+    def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data and self.raw is not None and not self.raw.is_closing():
+            self.raw.write(data)
+
+    # -- control ----------------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused:
+            self.reading_paused = True
+            if self.raw is not None and not self.raw.is_closing():
+                self.raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused:
+            self.reading_paused = False
+            if not self.raw.is_closing():
+                self.raw.resume_reading()
+            if self._is_handshaken:
+                self._read_plain()
+
+    def close(self) -> None:
+        if self._is_closing:
+            return
+        if self._is_handshaken and not self._eof_sent:
+            self._eof_sent = True
+            with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLError):
+                self._ssl.unwrap()
+            self._flush()
+        self._is_closing = self._closed_locally = True
+        self.raw.close()
+
+    def abort(self) -> None:
+        self._is_closing = self._closed_locally = True
+        self.raw.abort()
+
+    def is_closing(self) -> bool:
+        return self._is_closing or self.raw is None or self.raw.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peercert":
+            return self._ssl.getpeercert()
+        if name == "ssl_object":
+            return self._ssl
+        if name == "alpn_protocol":
+            return self._ssl.selected_alpn_protocol()
+        if name == "sslcontext":
+            return self._ssl.context
+        return self.raw.get_extra_info(name, default) if self.raw is not None else default
