@@ -121,8 +121,8 @@ def test_peer_table_shows_reachability_and_brackets_v6_literally() -> None:
     text = render_text(resource_table("Peer", [PEER]))
 
     assert lines(text) == [
-        ["NAME", "GATEWAYS", "REACHABLE", "LAST-SEEN", "RTT"],
-        ["b", "[::1]:9443", "yes", "2026-11-25T19:00:00Z", "-"],
+        ["NAME", "GATEWAYS", "REACHABLE", "LAST-SEEN", "RTT", "REASON"],
+        ["b", "[::1]:9443", "yes", "2026-11-25T19:00:00Z", "-", "-"],
     ]
 
 

@@ -131,6 +131,7 @@ _RESOURCE_COLUMNS: dict[str, list[Column]] = {
         ("REACHABLE", _field("status.reachable")),
         ("LAST-SEEN", _field("status.lastSeen")),
         ("RTT", lambda d: _rtt(_at(d, "status.rttMs"))),
+        ("REASON", _field("status.reason")),
     ],
     "Export": [_NAMESPACE, _NAME, ("HOST", _field("spec.host")), ("PORT", _field("spec.port"))],
     "Import": [
