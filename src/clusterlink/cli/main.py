@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
-from clusterlink.cli import fabric, gateway, manage
+from clusterlink.cli import demo, fabric, gateway, manage
 from clusterlink.cli.context import PEER_DIR_ENV, Globals, OneLineErrors, address_option
 
 __all__ = ["app", "run"]
@@ -52,6 +52,7 @@ app.command()(manage.apply)
 app.command()(manage.delete)
 app.command()(manage.get)
 app.command()(manage.status)
+app.command()(demo.demo)
 
 
 def _print_version(value: bool) -> None:
