@@ -109,7 +109,7 @@ class _Demo:
         self.console.print(f"    [green]ok[/] {text}")
 
     def show(self, text: str) -> None:
-        self.console.print(f"    {text}", highlight=False, markup=False)
+        self.console.print(f"    {text}", highlight=False, markup=False, soft_wrap=True)
 
     def peer_dir(self, site: str) -> Path:
         return self.workdir / "demo-fabric" / site
