@@ -4,14 +4,16 @@ Sequence for one accepted connection (the target side of DESIGN §5):
 
     TLS handshake (fabric CA only) -> caller = peer name from the verified certificate
     -> requests: GET /healthz (answered, the connection stays for the next one)
-                 CONNECT ns/name -> export lookup (404) -> ingress policy (403)
+                 CONNECT ns/name -> caller is a defined Peer (403) -> export lookup (404)
+                 -> ingress policy (403)
                  -> dial the service (502) -> 200 -> relay on the same connection
 
 The decisions are pure calls into ``controlplane``; this module only sequences them and does
 the I/O. A refusal is answered with its status and closes the connection; nothing from the
 caller reaches the service before the ``200``. A caller whose certificate names no peer (an
-admin certificate, say) is dropped right after the handshake. One log line per refused or
-opened tunnel, one when it ends.
+admin certificate, say) is dropped right after the handshake. Deleting a Peer revokes it:
+its next CONNECT is refused (heartbeats are still answered, they reveal only name and
+labels). One log line per refused or opened tunnel, one when it ends.
 """
 
 from __future__ import annotations
@@ -181,6 +183,11 @@ class _PeerSession(asyncio.Protocol):
         snapshot = listener.catalog.snapshot
         ref = request.export
         what = f"peer={self.caller} export={ref} client={request.attributes.get(_CLIENT_IP, '?')}"
+        if self.caller not in snapshot.peers:
+            log.info("ingress denied %s: %s is not a Peer of this gateway", what, self.caller)
+            message = f"peer {self.caller} is not a Peer of {listener.local.name}"
+            self._refuse(self.conn.send_verdict(Verdict.denied(message)))
+            return
         export = snapshot.exports.get((ref.namespace, ref.name))
         if export is None:
             log.info("ingress refused %s: no such export", what)
