@@ -33,6 +33,7 @@ from clusterlink.controlplane.admin import AdminServer
 from clusterlink.controlplane.authz import LocalPeer
 from clusterlink.controlplane.catalog import Catalog, Snapshot
 from clusterlink.controlplane.health import HealthSettings, PeerHealth
+from clusterlink.controlplane.metrics_server import MetricsServer
 from clusterlink.controlplane.resources import ResourceService
 from clusterlink.dataplane.connector import PeerConnector
 from clusterlink.dataplane.import_listener import ImportListeners
@@ -41,6 +42,7 @@ from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError
 from clusterlink.logs import setup_logging
+from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ALPN_PROTOCOL, Health
 from clusterlink.store import SQLiteStore
 from clusterlink.transport.dial import format_address, parse_address
@@ -123,8 +125,10 @@ class Gateway:
         admin_addr = _parse(config.admin_listen, "--admin-listen")
         self.store = store = SQLiteStore(config.state_path or self.peer_dir.path / "state.db")
         catalog = Catalog(store)
-        tunnels = TunnelRegistry(idle_timeout_s=settings.idle_timeout_s)
         health = PeerHealth(context=lambda: self._client_context, settings=config.health)
+        metrics = GatewayMetrics(peers=health.samples)
+        tunnels = TunnelRegistry(idle_timeout_s=settings.idle_timeout_s, metrics=metrics)
+        metrics.live_tunnels = tunnels.samples
         connector = PeerConnector(context=lambda: self._client_context, settings=settings)
         imports = ImportListeners(
             host=config.import_host,
@@ -133,6 +137,7 @@ class Gateway:
             peers=health,
             connector=connector,
             tunnels=tunnels,
+            metrics=metrics,
         )
         resources = ResourceService(store=store, catalog=catalog, binder=imports)
         peer_listener = PeerListener(
@@ -142,6 +147,7 @@ class Gateway:
             health=self._health_answer,
             tunnels=tunnels,
             settings=settings,
+            metrics=metrics,
         )
         admin = AdminServer(
             local_name=self.local.name,
@@ -174,6 +180,16 @@ class Gateway:
             raise _bind_error("the admin API (--admin-listen)", config.admin_listen, exc) from exc
         self._closers.append(admin.close)
         self.addresses["admin"] = format_address(bound)
+        if config.metrics_listen:
+            metrics_server = MetricsServer(metrics)
+            try:
+                bound = await metrics_server.start(
+                    *_parse(config.metrics_listen, "--metrics-listen")
+                )
+            except OSError as exc:
+                raise _bind_error("metrics (--metrics-listen)", config.metrics_listen, exc) from exc
+            self._closers.append(metrics_server.close)
+            self.addresses["metrics"] = format_address(bound)
         await resources.start()
         tunnels.start_sweeper()
         self._write_gateway_json()

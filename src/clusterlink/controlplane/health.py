@@ -31,6 +31,7 @@ from typing import cast
 
 from clusterlink.api import Gateway, Peer
 from clusterlink.errors import ClusterLinkError, PeerUnreachable, ProtocolError
+from clusterlink.metrics import PeerSample
 from clusterlink.protocol import NEED_DATA, Health, PeerClientConnection
 from clusterlink.transport.dial import dial_tls, format_address
 
@@ -173,6 +174,17 @@ class PeerHealth:
     def labels_of(self, peer: str) -> Mapping[str, str]:
         state = self.states.get(peer)
         return state.labels if state is not None else {}
+
+    def samples(self) -> list[PeerSample]:
+        """Reachability and round-trip time of every peer, for metrics scrapes."""
+        return [
+            PeerSample(
+                name,
+                state.reachability.reachable,
+                None if state.rtt_ms is None else state.rtt_ms / 1000.0,
+            )
+            for name, state in self.states.items()
+        ]
 
     def status_of(self, peer: str) -> dict[str, object] | None:
         state = self.states.get(peer)

@@ -29,10 +29,11 @@ from clusterlink.api import Import, ImportSource
 from clusterlink.controlplane.authz import LocalPeer, egress_decision, egress_source_attributes
 from clusterlink.controlplane.catalog import Catalog, NamespacedName
 from clusterlink.controlplane.loadbalancer import LoadBalancer
-from clusterlink.dataplane.connector import PeerConnector
+from clusterlink.dataplane.connector import PeerConnector, TunnelRefused
 from clusterlink.dataplane.relay import Parked, RelayResult, reset
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError, ConflictError
+from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ExportRef
 from clusterlink.transport.dial import format_address
 
@@ -91,8 +92,10 @@ class ImportListeners:
         peers: PeerView,
         connector: PeerConnector,
         tunnels: TunnelRegistry,
+        metrics: GatewayMetrics,
     ) -> None:
         self.host = host
+        self.metrics = metrics
         self.catalog = catalog
         self.local = local
         self.peers = peers
@@ -182,15 +185,19 @@ class ImportListeners:
         client = session.transport
         peername = client.get_extra_info("peername")
         client_ip = peername[0] if peername else "?"
-        what = f"import={key[0]}/{key[1]} client={format_address(peername) if peername else '?'}"
+        resource = f"{key[0]}/{key[1]}"
+        what = f"import={resource} client={format_address(peername) if peername else '?'}"
+        metrics = self.metrics
         snapshot = self.catalog.snapshot
         imp = snapshot.imports.get(key)
         if imp is None:
             log.info("egress refused %s: the import was deleted", what)
+            metrics.connections.labels("egress", resource, "", "failed").inc()
             reset(client)
             return
         src = egress_source_attributes(self.local, client_ip)
         failures: list[str] = []
+        only_denials = True
         order = self.balancer.order(
             key, imp.spec.sources, imp.spec.lb_scheme, lambda s: self.peers.is_unreachable(s.peer)
         )
@@ -199,28 +206,43 @@ class ImportListeners:
             peer = snapshot.peers.get(source.peer)
             if peer is None:
                 failures.append(f"{target}: no Peer named {source.peer!r} is defined")
+                only_denials = False
                 continue
             decision = egress_decision(
                 snapshot, imp, source, src, self.peers.labels_of(source.peer)
             )
+            metrics.decisions.labels("egress", decision.action.value, decision.decided_by).inc()
             if not decision.is_allowed:
                 failures.append(f"{target}: {decision}")
                 continue
             ref = ExportRef(source.export_namespace, source.export_name)
             try:
                 tunnel, early = await self.connector.open(source.peer, peer.spec.gateways, ref, src)
+            except TunnelRefused as exc:
+                failures.append(f"{target}: {exc}")
+                only_denials = only_denials and exc.verdict.status == 403
+                continue
             except ClusterLinkError as exc:
                 failures.append(f"{target}: {exc}")
+                only_denials = False
                 continue
             if session.is_lost:
                 tunnel.abort()
                 log.info("egress abandoned %s: the client left during set-up", what)
+                metrics.connections.labels("egress", resource, source.peer, "abandoned").inc()
                 return
             log.info("egress allowed %s source=%s: %s", what, target, decision)
-            relay = self.tunnels.open(client, tunnel, self._on_close(what, target))
+            labels = ("egress", resource, source.peer)
+            relay = self.tunnels.open(client, tunnel, self._on_close(what, target), labels)
             relay.start(to_client=early)
+            metrics.connections.labels(*labels, "allowed").inc()
+            metrics.setup_seconds.labels("egress").observe(
+                asyncio.get_running_loop().time() - session.accepted_at
+            )
             return
         log.info("egress refused %s: %s", what, "; ".join(failures))
+        outcome = "denied" if only_denials else "failed"
+        metrics.connections.labels("egress", resource, "", outcome).inc()
         reset(client)
 
     def _on_close(self, what: str, target: str) -> Callable[[RelayResult], None]:
@@ -257,5 +279,6 @@ class _ImportSession(Parked):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self.accepted_at = asyncio.get_running_loop().time()
         self.transport = cast(asyncio.Transport, transport)
         self.task = asyncio.create_task(self.listeners.serve(self, self.key))

@@ -31,6 +31,7 @@ from clusterlink.dataplane.relay import Parked, RelayResult
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError, ProtocolError
+from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import (
     ALPN_PROTOCOL,
     NEED_DATA,
@@ -60,8 +61,10 @@ class PeerListener:
         health: Callable[[], Health],
         tunnels: TunnelRegistry,
         settings: DataplaneSettings,
+        metrics: GatewayMetrics,
     ) -> None:
         self._context = context
+        self.metrics = metrics
         self.catalog = catalog
         self.local = local
         self.health = health
@@ -180,45 +183,58 @@ class _PeerSession(asyncio.Protocol):
 
     async def _connect(self, request: ConnectRequest) -> None:
         listener = self.listener
+        metrics = listener.metrics
+        started = asyncio.get_running_loop().time()
         snapshot = listener.catalog.snapshot
         ref = request.export
+        resource = str(ref)
         what = f"peer={self.caller} export={ref} client={request.attributes.get(_CLIENT_IP, '?')}"
+
+        def refuse(outcome: str, verdict: Verdict) -> None:
+            metrics.connections.labels("ingress", resource, self.caller, outcome).inc()
+            self._refuse(self.conn.send_verdict(verdict))
+
         if self.caller not in snapshot.peers:
             log.info("ingress denied %s: %s is not a Peer of this gateway", what, self.caller)
             message = f"peer {self.caller} is not a Peer of {listener.local.name}"
-            self._refuse(self.conn.send_verdict(Verdict.denied(message)))
+            refuse("denied", Verdict.denied(message))
             return
         export = snapshot.exports.get((ref.namespace, ref.name))
         if export is None:
             log.info("ingress refused %s: no such export", what)
-            self._refuse(self.conn.send_verdict(Verdict.not_found(f"no export {ref}")))
+            refuse("not_found", Verdict.not_found(f"no export {ref}"))
             return
         decision = ingress_decision(
             snapshot, listener.local, export, self.caller, request.attributes
         )
+        metrics.decisions.labels("ingress", decision.action.value, decision.decided_by).inc()
         if not decision.is_allowed:
             log.info("ingress denied %s: %s", what, decision)
-            message = f"denied by the ingress policy of peer {listener.local.name}"
-            self._refuse(self.conn.send_verdict(Verdict.denied(message)))
+            refuse(
+                "denied",
+                Verdict.denied(f"denied by the ingress policy of peer {listener.local.name}"),
+            )
             return
         service_addr = (export.spec.host, export.spec.port)
-        parked = Parked()
         try:
             service = await dial_tcp(
                 service_addr,
-                parked,
+                Parked(),
                 connect_timeout_s=listener.settings.connect_timeout_s,
                 what=f"service of export {ref}",
             )
         except ClusterLinkError as exc:
             log.info("ingress failed %s (%s): %s", what, decision, exc)
-            self._refuse(self.conn.send_verdict(Verdict.unreachable(str(exc))))
+            refuse("unreachable", Verdict.unreachable(str(exc)))
             return
         self._task = None
         log.info("ingress allowed %s service=%s: %s", what, format_address(service_addr), decision)
         self.transport.write(self.conn.send_verdict(Verdict.allow()))
-        relay = listener.tunnels.open(self.transport, service, self._on_close(what))
+        labels = ("ingress", resource, self.caller)
+        relay = listener.tunnels.open(self.transport, service, self._on_close(what), labels)
         relay.start(to_service=self.conn.trailing_data)
+        metrics.connections.labels(*labels, "allowed").inc()
+        metrics.setup_seconds.labels("ingress").observe(asyncio.get_running_loop().time() - started)
 
     def _on_close(self, what: str) -> Callable[[RelayResult], None]:
         started = asyncio.get_running_loop().time()

@@ -147,11 +147,13 @@ class Relay:
         service: asyncio.Transport,
         *,
         on_close: Callable[[RelayResult], None],
+        labels: tuple[str, str, str] = ("", "", ""),
     ) -> None:
         self.up = RelayEnd(self)  # receives from the client side
         self.down = RelayEnd(self)  # receives from the service side
         self.up.other, self.down.other = self.down, self.up
         self._on_close = on_close
+        self.labels = labels  # (direction, resource, peer): for metrics
         self._error: str | None = None
         self._n_lost = 0
         self.up.attach(client)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from clusterlink.dataplane.relay import Relay, RelayResult
+from clusterlink.metrics import GatewayMetrics, TunnelLabels, TunnelSample
 
 __all__ = ["TunnelRegistry"]
 
@@ -22,8 +23,9 @@ log = logging.getLogger("clusterlink.tunnels")
 
 
 class TunnelRegistry:
-    def __init__(self, *, idle_timeout_s: float) -> None:
+    def __init__(self, *, idle_timeout_s: float, metrics: GatewayMetrics) -> None:
         self._relays: set[Relay] = set()
+        self._metrics = metrics
         self._idle_timeout_s = idle_timeout_s
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -35,16 +37,22 @@ class TunnelRegistry:
         client: asyncio.Transport,
         service: asyncio.Transport,
         on_close: Callable[[RelayResult], None],
+        labels: TunnelLabels,
     ) -> Relay:
         """Relay between two transports, tracked here until it ends."""
 
         def closed(result: RelayResult) -> None:
             self._relays.discard(relay)
+            self._metrics.tunnel_closed(labels, result.bytes_up, result.bytes_down)
             on_close(result)
 
-        relay = Relay(client, service, on_close=closed)
+        relay = Relay(client, service, on_close=closed, labels=labels)
         self._relays.add(relay)
         return relay
+
+    def samples(self) -> list[TunnelSample]:
+        """Byte counts of the open tunnels, read at metrics scrape time."""
+        return [TunnelSample(r.labels, r.up.n_bytes, r.down.n_bytes) for r in list(self._relays)]
 
     def start_sweeper(self) -> None:
         if self._idle_timeout_s > 0 and self._sweeper is None:

@@ -1,0 +1,142 @@
+"""Prometheus metrics of one gateway (served on ``--metrics-listen``).
+
+Nothing here runs per chunk. Connection outcomes, decisions and set-up latency are counted
+once per connection; byte counts are *read* at scrape time from the relays' own counters
+(live tunnels) plus the totals of tunnels that already ended, so a long-lived tunnel shows
+progress without any bookkeeping on the data path. Peer reachability and heartbeat round-trip
+time are likewise read from the health state at scrape time.
+
+Each gateway has its own ``CollectorRegistry`` (not the process-global one), so tests can run
+several gateways in one process and nothing leaks between them.
+
+Metrics (labels in brackets):
+- ``clusterlink_connections_total`` [direction, resource, peer, outcome]: new connections;
+  direction ``egress`` (resource = the Import) or ``ingress`` (resource = the Export).
+- ``clusterlink_authorization_decisions_total`` [direction, decision, policy]
+- ``clusterlink_connection_setup_seconds`` [direction]: accept to first byte relayed.
+- ``clusterlink_tunnel_bytes_total`` [direction, resource, peer, flow]: flow is
+  ``client_to_service`` or ``service_to_client``.
+- ``clusterlink_tunnels_active`` [direction]
+- ``clusterlink_peer_reachable`` [peer]: 1 reachable, 0 not (or not yet known).
+- ``clusterlink_peer_heartbeat_rtt_seconds`` [peer]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["GatewayMetrics", "PeerSample", "TunnelLabels", "TunnelSample"]
+
+TunnelLabels = tuple[str, str, str]  # (direction, resource, peer)
+
+disable_created_metrics()  # the *_created series only double the output; nobody scrapes them
+
+_SETUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelSample:
+    labels: TunnelLabels
+    bytes_up: int
+    bytes_down: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSample:
+    peer: str
+    reachable: bool | None
+    rtt_s: float | None
+
+
+class _ScrapeTimeCollector(Collector):
+    """Byte and peer metrics computed when Prometheus asks, not when bytes move."""
+
+    def __init__(self, owner: GatewayMetrics) -> None:
+        self.owner = owner
+
+    def collect(self) -> Iterator[Metric]:
+        owner = self.owner
+        totals: dict[TunnelLabels, list[int]] = defaultdict(lambda: [0, 0])
+        for labels, (up, down) in owner.closed_bytes.items():
+            totals[labels][0] += up
+            totals[labels][1] += down
+        active: dict[str, int] = defaultdict(int)
+        for sample in owner.live_tunnels():
+            totals[sample.labels][0] += sample.bytes_up
+            totals[sample.labels][1] += sample.bytes_down
+            active[sample.labels[0]] += 1
+        family = CounterMetricFamily(
+            "clusterlink_tunnel_bytes",
+            "Bytes relayed through tunnels",
+            labels=["direction", "resource", "peer", "flow"],
+        )
+        for (direction, resource, peer), (up, down) in totals.items():
+            family.add_metric([direction, resource, peer, "client_to_service"], up)
+            family.add_metric([direction, resource, peer, "service_to_client"], down)
+        yield family
+        gauge = GaugeMetricFamily(
+            "clusterlink_tunnels_active", "Open tunnels", labels=["direction"]
+        )
+        for direction in ("egress", "ingress"):
+            gauge.add_metric([direction], active.get(direction, 0))
+        yield gauge
+        reachable = GaugeMetricFamily(
+            "clusterlink_peer_reachable",
+            "1 if heartbeats say the peer is reachable, else 0",
+            labels=["peer"],
+        )
+        rtt = GaugeMetricFamily(
+            "clusterlink_peer_heartbeat_rtt_seconds",
+            "Round-trip time of the last answered heartbeat",
+            labels=["peer"],
+        )
+        for peer_sample in owner.peers():
+            name = peer_sample.peer
+            reachable.add_metric([name], 1.0 if peer_sample.reachable else 0.0)
+            if peer_sample.rtt_s is not None:
+                rtt.add_metric([name], peer_sample.rtt_s)
+        yield reachable
+        yield rtt
+
+
+class GatewayMetrics:
+    def __init__(
+        self,
+        *,
+        live_tunnels: Callable[[], Iterable[TunnelSample]] = lambda: (),
+        peers: Callable[[], Iterable[PeerSample]] = lambda: (),
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.live_tunnels = live_tunnels
+        self.peers = peers
+        self.closed_bytes: dict[TunnelLabels, tuple[int, int]] = {}
+        self.connections = Counter(
+            "clusterlink_connections",
+            "New connections by direction, resource, peer and outcome",
+            ["direction", "resource", "peer", "outcome"],
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "clusterlink_authorization_decisions",
+            "Authorization decisions by the policy that made them",
+            ["direction", "decision", "policy"],
+            registry=self.registry,
+        )
+        self.setup_seconds = Histogram(
+            "clusterlink_connection_setup_seconds",
+            "Time from accepting a connection to relaying its first byte",
+            ["direction"],
+            buckets=_SETUP_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_ScrapeTimeCollector(self))
+
+    def tunnel_closed(self, labels: TunnelLabels, bytes_up: int, bytes_down: int) -> None:
+        up, down = self.closed_bytes.get(labels, (0, 0))
+        self.closed_bytes[labels] = (up + bytes_up, down + bytes_down)
