@@ -35,7 +35,8 @@ __all__ = ["GatewayMetrics", "PeerSample", "TunnelLabels", "TunnelSample"]
 
 TunnelLabels = tuple[str, str, str]  # (direction, resource, peer)
 
-disable_created_metrics()  # the *_created series only double the output; nobody scrapes them
+# The *_created series only double the output. (The function lacks annotations upstream.)
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _SETUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
