@@ -228,6 +228,10 @@ class TLSLayer(asyncio.Protocol):
                 self.raw.abort()
         except ssl.SSLZeroReturnError:
             self._on_close_notify()
+        except ssl.SSLEOFError:
+            # TCP EOF with no close_notify, as OpenSSL 3 reports it: a truncation, which
+            # ``connection_lost`` turns into the ConnectionResetError promised above.
+            self.raw.abort()
         except ssl.SSLError as exc:
             # E.g. the server's alert when it rejects our certificate after a TLS 1.3
             # handshake that looked complete from our side.
