@@ -97,6 +97,12 @@ class RelayEnd(asyncio.Protocol):
 
     def attach(self, transport: asyncio.Transport) -> None:
         previous = transport.get_protocol()
+        if previous is None:
+            # asyncio and uvloop drop a TCP transport's protocol once the connection is lost,
+            # so a connection lost while parked comes with none (and its Parked is out of
+            # reach): replay the loss, else the other side would stay open, unreported.
+            previous = Parked()
+            previous.is_lost = True
         self.transport = transport
         self.parked = previous if isinstance(previous, Parked) else None
         transport.set_protocol(self)
