@@ -1,0 +1,334 @@
+"""TLSLayer over real loopback sockets, with real fabric certificates, on asyncio and uvloop.
+
+What a tunnel relies on, each checked from the application's side of ``TLSTransport``:
+half-close in both directions (``write_eof`` = close_notify + FIN, a received close_notify =
+``eof_received``, and the other direction keeps flowing), back-pressure that passes through
+(a paused reader stops delivery and, through the kernel buffers, stops the writer), the
+application seeing the connection only after a verified handshake, failed and timed-out
+handshakes surfacing on ``handshake_done``, and a TCP end without close_notify reported as a
+reset, never as a clean EOF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+
+import pytest
+
+from clusterlink.certs import peer_name_of
+from clusterlink.dataplane.relay import reset
+from clusterlink.protocol import ALPN_PROTOCOL
+from clusterlink.transport.tls import TLSLayer
+from tests.unit._net import (
+    WAIT_S,
+    Endpoint,
+    Fabric,
+    Run,
+    connect_tcp,
+    connect_tls,
+    fabric_fixture,  # noqa: F401 -- a fixture, requested by name
+    is_reset,
+    listen,
+    pattern,
+    run_fixture,  # noqa: F401 -- a fixture, requested by name
+    tls_server_factory,
+    until,
+)
+
+
+@dataclass
+class Pair:
+    client: Endpoint
+    server: Endpoint
+    client_layer: TLSLayer
+    server_layer: TLSLayer
+
+
+async def tls_pair(fabric: Fabric, client: Endpoint, server: Endpoint) -> Pair:
+    """A handshaken client/server pair: client "a" talks to server "b"."""
+    layers: list[TLSLayer] = []
+    _, port = await listen(tls_server_factory(fabric.server(), lambda: server, layers))
+    client_layer = await connect_tls(port, client, fabric.client())
+    async with asyncio.timeout(WAIT_S):
+        await client_layer.handshake_done
+        await server.made
+    return Pair(client, server, client_layer, layers[0])
+
+
+class _RecordsIdentityOnConnect(Endpoint):
+    """Notes what the transport can tell about the other side at ``connection_made`` time."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.peer_at_connect = peer_name_of(transport.get_extra_info("peercert"))
+        self.alpn_at_connect = transport.get_extra_info("alpn_protocol")
+        super().connection_made(transport)
+
+
+def test_application_sees_the_connection_only_after_a_verified_handshake(
+    run: Run, fabric: Fabric
+) -> None:
+    async def scenario() -> None:
+        client, server = _RecordsIdentityOnConnect(), _RecordsIdentityOnConnect()
+        pair = await tls_pair(fabric, client, server)
+        # The certificate the application reads is the verified one, named by the fabric.
+        assert (client.peer_at_connect, server.peer_at_connect) == ("b", "a")
+        assert client.alpn_at_connect == server.alpn_at_connect == ALPN_PROTOCOL
+        assert pair.client_layer.handshake_done.result() is None
+        assert pair.server_layer.handshake_done.result() is None
+
+    run(scenario())
+
+
+def test_client_half_close_still_receives_the_reply(run: Run, fabric: Fabric) -> None:
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(), Endpoint())
+        request, reply = pattern(200_000, 1), pattern(300_000, 2)
+        await pair.client.send(request)
+        pair.client.transport.write_eof()
+
+        assert await pair.server.read_to_eof() == request
+        assert not pair.server.lost.done()
+        await pair.server.send(reply)  # the server writes after the client's EOF
+        pair.server.transport.write_eof()
+
+        assert await pair.client.read_to_eof() == reply
+        # Both directions ended with close_notify: a clean end on both sides, once each.
+        assert await pair.client.wait_lost() is None
+        assert await pair.server.wait_lost() is None
+        assert pair.client.n_lost == pair.server.n_lost == 1
+
+    run(scenario())
+
+
+def test_server_half_close_still_receives_from_the_client(run: Run, fabric: Fabric) -> None:
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(), Endpoint())
+        greeting, upload = b"hello, then nothing more from me", pattern(300_000, 3)
+        await pair.server.send(greeting)
+        pair.server.transport.write_eof()
+
+        assert await pair.client.read_to_eof() == greeting
+        await pair.client.send(upload)  # the client writes after the server's EOF
+        pair.client.transport.write_eof()
+
+        assert await pair.server.read_to_eof() == upload
+        assert await pair.server.wait_lost() is None
+        assert await pair.client.wait_lost() is None
+
+    run(scenario())
+
+
+def test_eof_received_returning_false_closes_cleanly(run: Run, fabric: Fabric) -> None:
+    """As with asyncio's transports: an app that does not keep a half-open connection gets
+    it closed, and the peer sees a clean EOF, not a reset."""
+
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(), Endpoint(keep_open_on_eof=False))
+        pair.client.transport.write_eof()
+        assert await pair.server.wait_lost() is None
+        assert await pair.client.read_to_eof() == b""
+        pair.client.transport.close()
+        assert await pair.client.wait_lost() is None
+
+    run(scenario())
+
+
+def test_close_sends_close_notify_so_the_peer_sees_a_clean_eof(run: Run, fabric: Fabric) -> None:
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(), Endpoint())
+        await pair.server.send(b"last words")
+        pair.server.transport.close()
+        assert await pair.client.read_to_eof() == b"last words"
+        assert await pair.server.wait_lost() is None
+
+    run(scenario())
+
+
+def test_paused_reader_stops_delivery_and_back_pressure_reaches_the_writer(
+    run: Run, fabric: Fabric
+) -> None:
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(), Endpoint(paused=True))
+        # More than loopback's socket buffers can hold, so the writer must be stopped.
+        data = pattern(32 * 1024 * 1024, 4)
+        sender = asyncio.create_task(pair.client.send(data))
+
+        await until(lambda: pair.client.is_write_paused)
+        stalled_at = pair.client_layer.raw.get_write_buffer_size()
+        await asyncio.sleep(0.05)
+        assert pair.server.received == b""  # nothing delivered while paused
+        assert not pair.server_layer.raw.is_reading()  # the socket itself is not read
+        assert pair.client.is_write_paused
+        assert not sender.done()
+        # The writer's own buffer stays near its high-water mark: one 64 KiB chunk over it,
+        # plus TLS record overhead.
+        high = pair.client_layer.raw.get_write_buffer_limits()[1]
+        assert stalled_at <= high + 64 * 1024 + 4096
+        assert pair.client.transport.get_write_buffer_size() <= high + 64 * 1024 + 4096
+
+        pair.server.release()
+        async with asyncio.timeout(WAIT_S):
+            await sender
+        pair.client.transport.write_eof()
+        assert await pair.server.read_to_eof() == data
+        assert pair.server.bytes_while_paused == 0
+
+    run(scenario())
+
+
+class _PausesAfterEveryChunk(Endpoint):
+    """Pauses inside ``data_received`` and resumes on the next loop turn."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self.transport.pause_reading()
+        asyncio.get_running_loop().call_soon(self.transport.resume_reading)
+
+
+def test_reader_pausing_inside_data_received_gets_every_byte_once_in_order(
+    run: Run, fabric: Fabric
+) -> None:
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(), _PausesAfterEveryChunk())
+        data = pattern(4 * 1024 * 1024, 5)
+        await pair.client.send(data)
+        pair.client.transport.write_eof()
+        assert await pair.server.read_to_eof() == data
+        assert pair.server.bytes_while_paused == 0
+
+    run(scenario())
+
+
+def test_data_and_close_notify_that_arrive_while_paused_are_delivered_on_resume(
+    run: Run, fabric: Fabric
+) -> None:
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(), Endpoint())
+        pair.client.transport.pause_reading()
+        data = pattern(100_000, 6)
+        await pair.server.send(data)
+        pair.server.transport.write_eof()
+        await asyncio.sleep(0.05)  # let it all reach the client's socket
+        assert not pair.client.eof.is_set()
+        pair.client.transport.resume_reading()
+        assert await pair.client.read_to_eof() == data
+        assert pair.client.bytes_while_paused == 0
+
+    run(scenario())
+
+
+def test_a_client_of_another_fabric_fails_the_servers_handshake(run: Run, fabric: Fabric) -> None:
+    async def scenario() -> None:
+        server_apps: list[Endpoint] = []
+        layers: list[TLSLayer] = []
+
+        def app() -> Endpoint:
+            server_apps.append(Endpoint())
+            return server_apps[-1]
+
+        _, port = await listen(tls_server_factory(fabric.server(), app, layers))
+        client = Endpoint()
+        client_layer = await connect_tls(port, client, fabric.client(fabric.stranger))
+        await until(lambda: bool(layers))
+        async with asyncio.timeout(WAIT_S):
+            with pytest.raises(ssl.SSLError):
+                await layers[0].handshake_done
+        assert not server_apps[0].made.done()  # the server app never saw the stranger
+
+        # In TLS 1.3 the client may believe its handshake finished before the server
+        # checked its certificate; then the server's alert must end the connection with an
+        # error, never with a clean EOF.
+        async with asyncio.timeout(WAIT_S):
+            try:
+                await client_layer.handshake_done
+            except (ssl.SSLError, ConnectionError):
+                assert not client.made.done()
+            else:
+                assert isinstance(await client.wait_lost(), Exception)
+                assert not client.eof.is_set()
+
+    run(scenario())
+
+
+def test_a_server_with_the_wrong_name_fails_the_clients_handshake(run: Run, fabric: Fabric) -> None:
+    async def scenario() -> None:
+        _, port = await listen(tls_server_factory(fabric.server(), Endpoint, []))
+        client = Endpoint()
+        layer = await connect_tls(port, client, fabric.client(), server_hostname="c")
+        async with asyncio.timeout(WAIT_S):
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await layer.handshake_done
+        assert not client.made.done()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("silent", ["server", "client"])
+def test_handshake_times_out_against_a_side_that_never_speaks(
+    run: Run, fabric: Fabric, silent: str
+) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        app, mute = Endpoint(), Endpoint()  # ``mute`` is plain TCP and says nothing
+        timeout_s = 0.2
+        if silent == "server":
+            _, port = await listen(lambda: mute)
+            layer = await connect_tls(port, app, fabric.client(), handshake_timeout_s=timeout_s)
+        else:
+            layers: list[TLSLayer] = []
+
+            def factory() -> TLSLayer:
+                layers.append(
+                    TLSLayer(fabric.server(), app, server_side=True, handshake_timeout_s=timeout_s)
+                )
+                return layers[0]
+
+            _, port = await listen(factory)
+            await connect_tcp(port, mute)
+            await until(lambda: bool(layers))
+            layer = layers[0]
+        started = loop.time()
+        async with asyncio.timeout(WAIT_S):
+            with pytest.raises(TimeoutError):
+                await layer.handshake_done
+        assert loop.time() - started >= timeout_s * 0.5
+        assert not app.made.done()
+        # The socket is closed: the silent side sees the connection end.
+        async with asyncio.timeout(WAIT_S):
+            await mute.eof.wait()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["reading", "paused"])
+def test_tcp_end_without_close_notify_is_a_reset_not_an_eof(
+    run: Run, fabric: Fabric, paused: bool
+) -> None:
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(paused=paused), Endpoint())
+        await pair.server.send(b"partial ans")
+        await asyncio.sleep(0.01)
+        pair.server_layer.raw.close()  # TCP FIN, but no close_notify: a truncation
+        if paused:
+            await asyncio.sleep(0.05)
+            pair.client.release()
+        exc = await pair.client.wait_lost()
+        assert isinstance(exc, ConnectionResetError)
+        assert not pair.client.eof.is_set()
+        assert pair.client.received == b"partial ans"  # what did arrive is still delivered
+        assert pair.client.n_lost == 1
+
+    run(scenario())
+
+
+def test_tcp_reset_reaches_the_application_as_a_reset(run: Run, fabric: Fabric) -> None:
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(), Endpoint())
+        reset(pair.server.transport)
+        assert is_reset(await pair.client.wait_lost())
+        assert not pair.client.eof.is_set()
+        assert await pair.server.wait_lost() is None  # the side that aborted: no error
+
+    run(scenario())
