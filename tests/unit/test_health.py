@@ -1,0 +1,360 @@
+"""Peer health: the threshold state machine, the status it serves, and heartbeats for real.
+
+``Reachability`` is pure and clock-free, so its thresholds are a table: feed results, read
+the state after each one. ``PeerHealth`` is then run against the gateway's own
+``PeerListener`` on loopback with real fabric certificates, with a short interval: first
+answer, labels and round-trip time, the kept-open heartbeat connection, turning unreachable
+after exactly ``unreachable_after`` failed beats and back after exactly ``reachable_after``
+answered ones, and a gateway with the wrong certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clusterlink.api import Peer, resource_from_dict, to_dict, with_status
+from clusterlink.controlplane.authz import LocalPeer
+from clusterlink.controlplane.catalog import Catalog
+from clusterlink.controlplane.health import HealthSettings, PeerHealth, PeerState, Reachability
+from clusterlink.dataplane.peer_listener import PeerListener
+from clusterlink.dataplane.settings import DataplaneSettings
+from clusterlink.dataplane.tunnels import TunnelRegistry
+from clusterlink.metrics import GatewayMetrics
+from clusterlink.protocol import Health
+from clusterlink.store import SQLiteStore
+from tests.unit._net import (
+    LOCALHOST,
+    Fabric,
+    fabric_fixture,  # noqa: F401 -- a fixture, requested by name
+    until,
+)
+
+# -- Reachability: the thresholds table -------------------------------------------------------
+
+# "+" an answered heartbeat, "-" a failed one; after each: "?" unknown, "R" reachable,
+# "U" unreachable. Thresholds as in DESIGN §7: 5 failures -> unreachable, 3 successes -> back.
+THRESHOLDS = [
+    pytest.param(beats, expected, id=why)
+    for why, beats, expected in [
+        ("an unknown peer's first answer makes it reachable at once", "+", "R"),
+        ("answers keep it reachable", "+++", "RRR"),
+        ("five failures make an unknown peer unreachable", "-----", "????U"),
+        ("five failures make a reachable peer unreachable", "+-----", "RRRRRU"),
+        ("an answer among failures starts the count again", "+----+-----", "RRRRRRRRRRU"),
+        ("an unknown peer answering after failures is reachable at once", "----+", "????R"),
+        ("three answers bring an unreachable peer back", "-----+++", "????UUUR"),
+        ("a failure among answers starts the count again", "-----++-+++", "????UUUUUUR"),
+        ("failures keep it unreachable", "-------", "????UUU"),
+        ("back, then five failures again", "-----+++-----", "????UUURRRRRU"),
+    ]
+]
+_STATE = {None: "?", True: "R", False: "U"}
+
+
+@pytest.mark.parametrize(("beats", "expected"), THRESHOLDS)
+def test_reachability_thresholds(beats: str, expected: str) -> None:
+    reachability = Reachability(unreachable_after=5, reachable_after=3)
+    seen = ""
+    for beat in beats:
+        before = reachability.reachable
+        changed = reachability.record(beat == "+")
+        seen += _STATE[reachability.reachable]
+        # ``record`` says whether the state changed, exactly when it did.
+        assert changed == (reachability.reachable != before)
+    assert seen == expected
+
+
+def test_thresholds_of_one_follow_every_beat() -> None:
+    reachability = Reachability(unreachable_after=1, reachable_after=1)
+    states = []
+    for ok in (True, False, True, True, False):
+        reachability.record(ok)
+        states.append(reachability.reachable)
+    assert states == [True, False, True, True, False]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"interval_s": 0},
+        {"timeout_s": -1},
+        {"unreachable_after": 0},
+        {"reachable_after": 0},
+    ],
+)
+def test_health_settings_refuse_values_that_cannot_work(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="heartbeat"):
+        HealthSettings(**settings)
+
+
+# -- PeerState.status(): what `status` and `get peer -o json` show -----------------------------
+
+
+def peer(name: str, *ports: int) -> Peer:
+    resource = resource_from_dict(
+        {
+            "apiVersion": "clusterlink.net/v1alpha1",
+            "kind": "Peer",
+            "metadata": {"name": name},
+            "spec": {"gateways": [{"host": LOCALHOST, "port": p} for p in ports]},
+        }
+    )
+    assert isinstance(resource, Peer)
+    return resource
+
+
+def test_status_of_a_peer_never_heard_from() -> None:
+    state = PeerState(Reachability(5, 3))
+    assert state.status() == {
+        "reachable": None,
+        "reason": "no heartbeat yet",
+        "labels": {},
+        "lastSeen": None,
+        "rttMs": None,
+    }
+
+
+def test_status_of_a_peer_heard_from_is_a_valid_peer_status() -> None:
+    state = PeerState(Reachability(5, 3))
+    state.reachability.record(True)
+    state.reason = "heartbeat ok"
+    state.labels = {"env": "prod"}
+    state.last_seen = datetime(2024, 5, 1, 12, 30, 5, 250000, tzinfo=UTC)
+    state.rtt_ms = 1.234567
+    status = state.status()
+    assert status == {
+        "reachable": True,
+        "reason": "heartbeat ok",
+        "labels": {"env": "prod"},
+        "lastSeen": "2024-05-01T12:30:05.250000Z",
+        "rttMs": 1.235,
+    }
+    # The served labels are a copy: whoever renders them cannot change the state.
+    assert isinstance(status["labels"], dict)
+    status["labels"]["env"] = "changed"
+    assert state.labels == {"env": "prod"}
+    # And the dict is exactly a Peer's status in the resource model (camelCase included).
+    shown = to_dict(with_status(peer("b", 8443), state.status()))
+    assert shown["status"] == state.status()
+
+
+# -- PeerHealth against a real peer listener ---------------------------------------------------
+
+
+@dataclass
+class PeerGateway:
+    """Gateway "b"'s peer listener, counting the connections and heartbeats it serves."""
+
+    fabric: Fabric
+    state_path: Path
+    labels: dict[str, str] = field(default_factory=lambda: {"env": "prod"})
+    n_connections: int = 0
+    n_heartbeats: int = 0
+    listener: PeerListener | None = None
+    store: SQLiteStore | None = None
+
+    async def start(self, port: int = 0) -> int:
+        context = self.fabric.server()
+        self.store = SQLiteStore(self.state_path)  # empty: heartbeats need no resources
+
+        def accepting() -> ssl.SSLContext:
+            self.n_connections += 1  # the listener builds one TLS context per connection
+            return context
+
+        def answer() -> Health:
+            self.n_heartbeats += 1
+            return Health(name="b", labels=dict(self.labels), version="test")
+
+        metrics = GatewayMetrics()
+        self.listener = PeerListener(
+            context=accepting,
+            catalog=Catalog(self.store),
+            local=LocalPeer("b", self.labels),
+            health=answer,
+            tunnels=TunnelRegistry(idle_timeout_s=0, metrics=metrics),
+            settings=DataplaneSettings(),
+            metrics=metrics,
+        )
+        _, bound = await self.listener.start(LOCALHOST, port)
+        return bound
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
+        if self.store is not None:
+            self.store.close()
+
+
+@pytest.fixture
+async def gateway_b(fabric: Fabric, tmp_path: Path) -> AsyncIterator[PeerGateway]:
+    gateway = PeerGateway(fabric, tmp_path / "b.db")
+    yield gateway
+    await gateway.close()
+
+
+@dataclass(frozen=True)
+class Change:
+    """A reachability change, with how many heartbeats b had answered and how many
+    connections a had dialed when it was decided."""
+
+    peer: str
+    reachable: bool | None
+    answered: int
+    dials: int
+
+
+@dataclass
+class Watcher:
+    """Gateway "a"'s PeerHealth, with every reachability change and every dial recorded."""
+
+    health: PeerHealth
+    changes: list[Change] = field(default_factory=list)
+    n_dials: int = 0
+
+    def reachability_changes(self) -> list[tuple[str, bool | None]]:
+        return [(c.peer, c.reachable) for c in self.changes]
+
+
+@pytest.fixture
+async def watcher(fabric: Fabric, gateway_b: PeerGateway) -> AsyncIterator[Watcher]:
+    settings = HealthSettings(
+        interval_s=0.02, timeout_s=2.0, unreachable_after=3, reachable_after=3
+    )
+
+    def dialing() -> ssl.SSLContext:
+        watched.n_dials += 1  # PeerHealth builds a context for each new heartbeat connection
+        return fabric.client()
+
+    def on_change(name: str, state: PeerState) -> None:
+        reachable = state.reachability.reachable
+        watched.changes.append(Change(name, reachable, gateway_b.n_heartbeats, watched.n_dials))
+
+    health = PeerHealth(context=dialing, settings=settings, on_change=on_change)
+    watched = Watcher(health)
+    yield watched
+    await health.close()
+
+
+def free_port_refusing_connections() -> tuple[socket.socket, int]:
+    """A loopback port that is bound (so nobody takes it) but refuses connections."""
+    sock = socket.socket()
+    sock.bind((LOCALHOST, 0))
+    return sock, sock.getsockname()[1]
+
+
+async def test_first_answer_makes_the_peer_reachable_with_its_labels_and_rtt(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    port = await gateway_b.start()
+    before = datetime.now(UTC)
+    watcher.health.sync({"b": peer("b", port)})
+    await until(lambda: bool(watcher.changes))
+
+    assert watcher.changes == [Change("b", True, answered=1, dials=1)]  # on the first answer
+    assert not watcher.health.is_unreachable("b")
+    assert watcher.health.labels_of("b") == {"env": "prod"}
+    status = watcher.health.status_of("b")
+    assert status is not None
+    assert status["reachable"] is True and status["reason"] == "heartbeat ok"
+    assert isinstance(status["rttMs"], float) and 0 < status["rttMs"] < 2000
+    assert isinstance(status["lastSeen"], str)
+    last_seen = datetime.fromisoformat(status["lastSeen"].replace("Z", "+00:00"))
+    assert before <= last_seen <= datetime.now(UTC)
+
+
+async def test_heartbeats_reuse_one_connection_and_bring_label_changes(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    port = await gateway_b.start()
+    watcher.health.sync({"b": peer("b", port)})
+    await until(lambda: gateway_b.n_heartbeats >= 2)
+    gateway_b.labels["env"] = "staging"
+    await until(lambda: watcher.health.labels_of("b") == {"env": "staging"})
+    await until(lambda: gateway_b.n_heartbeats >= 5)
+    assert (gateway_b.n_connections, watcher.n_dials) == (1, 1)  # HTTP keep-alive
+
+
+async def test_unreachable_after_exactly_the_threshold_then_back_after_exactly_the_threshold(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    reserved, port = free_port_refusing_connections()
+    with reserved:
+        watcher.health.sync({"b": peer("b", port)})
+        await until(lambda: bool(watcher.changes))
+        # Three refused heartbeats, each on a new dial, and only then unreachable.
+        assert watcher.changes == [Change("b", False, answered=0, dials=3)]
+        assert watcher.health.is_unreachable("b")
+        status = watcher.health.status_of("b")
+        assert status is not None and status["reachable"] is False
+        assert f"{LOCALHOST}:{port}" in str(status["reason"])  # says which address failed
+        assert status["lastSeen"] is None
+    await gateway_b.start(port)  # the gateway comes up where the Peer says it is
+
+    await until(lambda: len(watcher.changes) == 2)
+    back = watcher.changes[1]
+    assert (back.peer, back.reachable, back.answered) == ("b", True, 3)  # not before the third
+    assert not watcher.health.is_unreachable("b")
+
+
+async def test_a_gateway_with_another_peers_certificate_is_not_that_peer(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    port = await gateway_b.start()
+    watcher.health.sync({"c": peer("c", port)})  # "c" points at gateway b
+    await until(lambda: bool(watcher.changes))
+    assert watcher.reachability_changes() == [("c", False)]
+    status = watcher.health.status_of("c")
+    assert status is not None
+    assert "certificate" in str(status["reason"])
+    assert watcher.health.labels_of("c") == {}  # nothing learned from an impostor
+
+
+async def test_any_answering_gateway_keeps_the_peer_reachable(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    reserved, dead_port = free_port_refusing_connections()
+    with reserved:
+        port = await gateway_b.start()
+        watcher.health.sync({"b": peer("b", dead_port, port)})
+        await until(lambda: gateway_b.n_heartbeats >= 6)
+        assert watcher.reachability_changes() == [("b", True)]
+
+
+async def test_deleted_peers_are_forgotten_and_no_longer_beaten(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    port = await gateway_b.start()
+    watcher.health.sync({"b": peer("b", port)})
+    await until(lambda: gateway_b.n_heartbeats >= 2)
+    watcher.health.sync({})
+    assert watcher.health.status_of("b") is None
+    assert not watcher.health.is_unreachable("b")
+    answered = gateway_b.n_heartbeats
+    await asyncio.sleep(0.1)  # five intervals
+    assert gateway_b.n_heartbeats <= answered + 1  # at most the beat already on the wire
+
+
+async def test_a_changed_gateway_list_starts_over_as_unknown(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    reserved, dead_port = free_port_refusing_connections()
+    with reserved:
+        watcher.health.sync({"b": peer("b", dead_port)})
+        await until(lambda: watcher.health.is_unreachable("b"))
+        port = await gateway_b.start()
+        watcher.health.sync({"b": peer("b", port)})  # the Peer was edited: a fresh start
+        status = watcher.health.status_of("b")
+        assert status is not None and status["reachable"] is None
+        # As a new peer, its first answer is enough.
+        await until(lambda: len(watcher.changes) == 2)
+        assert watcher.changes[1].reachable is True
+        assert watcher.changes[1].answered == 1
