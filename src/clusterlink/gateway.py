@@ -157,6 +157,7 @@ class Gateway:
             resources=resources,
             health=health,
             gateway_info=self.info,
+            close_revoked_tunnels=tunnels.close_revoked,
         )
         # Stopped in reverse order: first no new connections, then the tunnels, then state.
         self._closers = [tunnels.close, connector.close, health.close, imports.close]

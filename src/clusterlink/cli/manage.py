@@ -17,7 +17,7 @@ import typer
 
 from clusterlink.cli import documents, render
 from clusterlink.cli.context import client_of, usage_errors
-from clusterlink.client import Document
+from clusterlink.client import Changes, Document
 from clusterlink.errors import ValidationError
 
 __all__ = [
@@ -55,12 +55,14 @@ def _documents_in(filename: str) -> list[Document]:
     return parsed
 
 
-def _echo_results(results: list[Document]) -> None:
+def _echo_results(results: Changes) -> None:
     """One line per resource, e.g. ``import.clusterlink.net/default/echo created``."""
     for result in results:
         kind, namespace, name = result.get("kind"), result.get("namespace"), result.get("name")
         ref = f"{namespace}/{name}" if namespace else str(name)  # cluster-scoped: no namespace
         typer.echo(f"{str(kind).lower()}.clusterlink.net/{ref} {result.get('outcome')}")
+    if results.tunnels_closed is not None:
+        typer.echo(f"{results.tunnels_closed} open tunnel(s) no longer allowed: closed")
 
 
 def _apply_one(ctx: typer.Context, document: Document) -> None:
@@ -68,11 +70,23 @@ def _apply_one(ctx: typer.Context, document: Document) -> None:
         _echo_results(client.apply([document]))
 
 
-def apply(ctx: typer.Context, filename: FileOption) -> None:
+CloseTunnelsOption = Annotated[
+    bool,
+    typer.Option(
+        "--close-tunnels",
+        help="Also reset open tunnels the change no longer allows "
+        "(by default a change applies to new connections only).",
+    ),
+]
+
+
+def apply(
+    ctx: typer.Context, filename: FileOption, *, close_tunnels: CloseTunnelsOption = False
+) -> None:
     """Create or update every document in the file (multi-document YAML or JSON)."""
     docs = _documents_in(filename)
     with client_of(ctx) as client:
-        _echo_results(client.apply(docs))
+        _echo_results(client.apply(docs, close_tunnels=close_tunnels))
 
 
 def delete(
@@ -85,6 +99,7 @@ def delete(
         typer.Option("-f", "--filename", help="Delete what these documents name; - is stdin."),
     ] = None,
     namespace: NamespaceOption = None,
+    close_tunnels: CloseTunnelsOption = False,
 ) -> None:
     """Delete the resources a file names, or one resource: KIND NAME [-n NS]."""
     if filename is not None and (kind or name or namespace):
@@ -94,9 +109,11 @@ def delete(
     docs = _documents_in(filename) if filename is not None else []
     with client_of(ctx) as client:
         if kind and name:
-            _echo_results(client.delete(kind, name, namespace or "default"))
+            _echo_results(
+                client.delete(kind, name, namespace or "default", close_tunnels=close_tunnels)
+            )
         else:
-            _echo_results(client.delete_documents(docs))
+            _echo_results(client.delete_documents(docs, close_tunnels=close_tunnels))
 
 
 def get(

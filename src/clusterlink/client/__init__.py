@@ -7,6 +7,6 @@ Example::
         print(client.get("import", "echo")["status"])
 """
 
-from clusterlink.client.admin import AdminClient, Document, format_address, parse_address
+from clusterlink.client.admin import AdminClient, Changes, Document, format_address, parse_address
 
-__all__ = ["AdminClient", "Document", "format_address", "parse_address"]
+__all__ = ["AdminClient", "Changes", "Document", "format_address", "parse_address"]

@@ -37,9 +37,30 @@ from clusterlink.errors import (
 if TYPE_CHECKING:
     import httpx  # imported when a client is made: `clusterlink --help` should not pay for it
 
-__all__ = ["AdminClient", "Document", "format_address", "parse_address"]
+__all__ = ["AdminClient", "Changes", "Document", "format_address", "parse_address"]
 
 Document = dict[str, Any]
+
+
+class Changes(list[Document]):
+    """The results of an apply or delete, one per resource.
+
+    ``tunnels_closed`` is set when the call asked to close tunnels the change revoked.
+    """
+
+    tunnels_closed: int | None = None
+
+
+def _changes(answer: Document) -> Changes:
+    changes = Changes(_list_of(answer, "results"))
+    closed = answer.get("tunnelsClosed")
+    changes.tunnels_closed = closed if isinstance(closed, int) else None
+    return changes
+
+
+def _revoking(close_tunnels: bool) -> dict[str, str] | None:
+    return {"closeTunnels": "true"} if close_tunnels else None
+
 
 _E = TypeVar("_E", bound=BaseException)
 
@@ -136,26 +157,38 @@ class AdminClient:
         """This gateway, its peers, exports and imports (``GET /v1/status``)."""
         return self._call("GET", "/v1/status")
 
-    def apply(self, documents: list[Document]) -> list[Document]:
-        """Create or update every document, all or nothing; one result per document."""
-        answer = self._call("POST", "/v1/apply", body={"documents": documents})
-        return _list_of(answer, "results")
+    def apply(self, documents: list[Document], *, close_tunnels: bool = False) -> Changes:
+        """Create or update every document, all or nothing; one result per document.
 
-    def delete_documents(self, documents: list[Document]) -> list[Document]:
+        ``close_tunnels``: also reset open tunnels that the new state no longer allows
+        (otherwise a change applies to new connections only).
+        """
+        answer = self._call(
+            "POST", "/v1/apply", body={"documents": documents}, params=_revoking(close_tunnels)
+        )
+        return _changes(answer)
+
+    def delete_documents(
+        self, documents: list[Document], *, close_tunnels: bool = False
+    ) -> Changes:
         """Delete the resources the documents name, all or nothing (404 if any is missing)."""
-        answer = self._call("POST", "/v1/delete", body={"documents": documents})
-        return _list_of(answer, "results")
+        answer = self._call(
+            "POST", "/v1/delete", body={"documents": documents}, params=_revoking(close_tunnels)
+        )
+        return _changes(answer)
 
     def get(self, kind: str, name: str, namespace: str = "default") -> Document:
         """The stored document, with ``status``; ``NotFoundError`` if there is none."""
         path = f"/v1/resources/{_path_of(kind)}/{quote(name, safe='')}"
         return self._call("GET", path, params={"namespace": namespace})
 
-    def delete(self, kind: str, name: str, namespace: str = "default") -> list[Document]:
+    def delete(
+        self, kind: str, name: str, namespace: str = "default", *, close_tunnels: bool = False
+    ) -> Changes:
         """Delete one resource; ``NotFoundError`` if there is none."""
         path = f"/v1/resources/{_path_of(kind)}/{quote(name, safe='')}"
-        answer = self._call("DELETE", path, params={"namespace": namespace})
-        return _list_of(answer, "results")
+        params = {"namespace": namespace, **(_revoking(close_tunnels) or {})}
+        return _changes(self._call("DELETE", path, params=params))
 
     # Defined last: inside the class body, later annotations would see this method as `list`.
     def list(self, kind: str, namespace: str | None = None) -> list[Document]:

@@ -76,6 +76,7 @@ class AdminServer:
         resources: ResourceService,
         health: PeerHealth,
         gateway_info: Callable[[], Mapping[str, Any]],
+        close_revoked_tunnels: Callable[[], int],
     ) -> None:
         self.local_name = local_name
         self._context = context
@@ -84,6 +85,7 @@ class AdminServer:
         self.resources = resources
         self.health = health
         self.gateway_info = gateway_info
+        self.close_revoked_tunnels = close_revoked_tunnels
         self._runner: web.AppRunner | None = None
         self.app = web.Application(
             middlewares=[self._errors, self._authenticate], client_max_size=8 * 1024 * 1024
@@ -197,20 +199,28 @@ class AdminServer:
     async def apply(self, request: web.Request) -> web.Response:
         resources = parse_request_documents((await _json_body(request)).get("documents"))
         outcomes = await self.resources.apply(resources)
-        return web.json_response({"results": [_result(o.key, o.result) for o in outcomes]})
+        answer: dict[str, Any] = {"results": [_result(o.key, o.result) for o in outcomes]}
+        return web.json_response(self._maybe_close_tunnels(request, answer))
+
+    def _maybe_close_tunnels(self, request: web.Request, answer: dict[str, Any]) -> dict[str, Any]:
+        """``?closeTunnels=true``: also reset open tunnels the new state no longer allows."""
+        if request.query.get("closeTunnels", "").lower() in ("1", "true", "yes"):
+            answer["tunnelsClosed"] = self.close_revoked_tunnels()
+        return answer
 
     async def delete_documents(self, request: web.Request) -> web.Response:
         resources = parse_request_documents((await _json_body(request)).get("documents"))
         keys = [ResourceKey(r.kind, r.metadata.namespace, r.metadata.name) for r in resources]
-        return await self._delete(keys)
+        return await self._delete(request, keys)
 
     async def delete(self, request: web.Request) -> web.Response:
-        return await self._delete([_key(request)])
+        return await self._delete(request, [_key(request)])
 
-    async def _delete(self, keys: list[ResourceKey]) -> web.Response:
+    async def _delete(self, request: web.Request, keys: list[ResourceKey]) -> web.Response:
         deleted = await self.resources.delete(keys)
         keys_deleted = [ResourceKey(r.kind, r.metadata.namespace, r.metadata.name) for r in deleted]
-        return web.json_response({"results": [_result(k, "deleted") for k in keys_deleted]})
+        answer: dict[str, Any] = {"results": [_result(k, "deleted") for k in keys_deleted]}
+        return web.json_response(self._maybe_close_tunnels(request, answer))
 
     async def list(self, request: web.Request) -> web.Response:
         kind = _kind(request)

@@ -77,6 +77,12 @@ def openapi_document(version: str) -> dict[str, Any]:
     }
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     ns_param = {"name": "namespace", "in": "query", "required": False, "schema": {"type": "string"}}
+    close_param = {
+        "name": "closeTunnels",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    }
     documents_body = {
         "required": True,
         "content": {"application/json": {"schema": _ref("Documents")}},
@@ -100,6 +106,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/apply": {
                 "post": {
                     "operationId": "apply",
+                    "parameters": [close_param],
                     "requestBody": documents_body,
                     "responses": results,
                 }
@@ -107,6 +114,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/delete": {
                 "post": {
                     "operationId": "deleteDocuments",
+                    "parameters": [close_param],
                     "requestBody": documents_body,
                     "responses": results,
                 }
@@ -135,7 +143,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 },
                 "delete": {
                     "operationId": "delete",
-                    "parameters": [kind_param, name_param, ns_param],
+                    "parameters": [kind_param, name_param, ns_param, close_param],
                     "responses": results,
                 },
             },

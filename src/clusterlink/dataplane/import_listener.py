@@ -23,6 +23,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, cast
 
 from clusterlink.api import Import, ImportSource
@@ -233,7 +234,13 @@ class ImportListeners:
                 return
             log.info("egress allowed %s source=%s: %s", what, target, decision)
             labels = ("egress", resource, source.peer)
-            relay = self.tunnels.open(client, tunnel, self._on_close(what, target), labels)
+            relay = self.tunnels.open(
+                client,
+                tunnel,
+                self._on_close(what, target),
+                labels,
+                still_allowed=partial(self._still_allowed, key, source, src),
+            )
             relay.start(to_client=early)
             metrics.connections.labels(*labels, "allowed").inc()
             metrics.setup_seconds.labels("egress").observe(
@@ -244,6 +251,17 @@ class ImportListeners:
         outcome = "denied" if only_denials else "failed"
         metrics.connections.labels("egress", resource, "", outcome).inc()
         reset(client)
+
+    def _still_allowed(
+        self, key: NamespacedName, source: ImportSource, src: Mapping[str, str]
+    ) -> bool:
+        """Would this tunnel be opened now? (Import, source, Peer and egress policy.)"""
+        snapshot = self.catalog.snapshot
+        imp = snapshot.imports.get(key)
+        if imp is None or source not in imp.spec.sources or source.peer not in snapshot.peers:
+            return False
+        labels = self.peers.labels_of(source.peer)
+        return egress_decision(snapshot, imp, source, src, labels).is_allowed
 
     def _on_close(self, what: str, target: str) -> Callable[[RelayResult], None]:
         loop = asyncio.get_running_loop()

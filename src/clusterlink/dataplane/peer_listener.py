@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import cast
 
 from clusterlink.certs import peer_name_of
@@ -36,6 +37,7 @@ from clusterlink.protocol import (
     ALPN_PROTOCOL,
     NEED_DATA,
     ConnectRequest,
+    ExportRef,
     Health,
     HealthRequest,
     PeerServerConnection,
@@ -231,10 +233,25 @@ class _PeerSession(asyncio.Protocol):
         log.info("ingress allowed %s service=%s: %s", what, format_address(service_addr), decision)
         self.transport.write(self.conn.send_verdict(Verdict.allow()))
         labels = ("ingress", resource, self.caller)
-        relay = listener.tunnels.open(self.transport, service, self._on_close(what), labels)
+        relay = listener.tunnels.open(
+            self.transport,
+            service,
+            self._on_close(what),
+            labels,
+            still_allowed=partial(self._still_allowed, ref, request.attributes),
+        )
         relay.start(to_service=self.conn.trailing_data)
         metrics.connections.labels(*labels, "allowed").inc()
         metrics.setup_seconds.labels("ingress").observe(asyncio.get_running_loop().time() - started)
+
+    def _still_allowed(self, ref: ExportRef, claimed: Mapping[str, str]) -> bool:
+        """Would this tunnel be accepted now? (Peer, Export and ingress policy.)"""
+        listener = self.listener
+        snapshot = listener.catalog.snapshot
+        export = snapshot.exports.get((ref.namespace, ref.name))
+        if export is None or self.caller not in snapshot.peers:
+            return False
+        return ingress_decision(snapshot, listener.local, export, self.caller, claimed).is_allowed
 
     def _on_close(self, what: str) -> Callable[[RelayResult], None]:
         started = asyncio.get_running_loop().time()

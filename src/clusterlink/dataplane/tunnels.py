@@ -24,7 +24,9 @@ log = logging.getLogger("clusterlink.tunnels")
 
 class TunnelRegistry:
     def __init__(self, *, idle_timeout_s: float, metrics: GatewayMetrics) -> None:
-        self._relays: set[Relay] = set()
+        # Each open relay with the check that says whether the current resources still
+        # allow it (run only on request, see ``close_revoked``).
+        self._relays: dict[Relay, Callable[[], bool]] = {}
         self._metrics = metrics
         self._idle_timeout_s = idle_timeout_s
         self._sweeper: asyncio.Task[None] | None = None
@@ -38,17 +40,31 @@ class TunnelRegistry:
         service: asyncio.Transport,
         on_close: Callable[[RelayResult], None],
         labels: TunnelLabels,
+        still_allowed: Callable[[], bool],
     ) -> Relay:
         """Relay between two transports, tracked here until it ends."""
 
         def closed(result: RelayResult) -> None:
-            self._relays.discard(relay)
+            self._relays.pop(relay, None)
             self._metrics.tunnel_closed(labels, result.bytes_up, result.bytes_down)
             on_close(result)
 
         relay = Relay(client, service, on_close=closed, labels=labels)
-        self._relays.add(relay)
+        self._relays[relay] = still_allowed
         return relay
+
+    def close_revoked(self) -> int:
+        """Reset the open tunnels that the current resources no longer allow; how many.
+
+        By default a change of policy or Peer applies to *new* connections only; this is what
+        ``apply/delete --close-tunnels`` asks for on top.
+        """
+        revoked = [relay for relay, allowed in list(self._relays.items()) if not allowed()]
+        for relay in revoked:
+            relay.close("revoked: no longer allowed by this gateway's resources")
+        if revoked:
+            log.info("closed %d tunnel(s) no longer allowed", len(revoked))
+        return len(revoked)
 
     def samples(self) -> list[TunnelSample]:
         """Byte counts of the open tunnels, read at metrics scrape time."""
