@@ -60,11 +60,21 @@ def gateway_run(
     ] = None,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False)] = LogLevel.INFO,
     log_format: Annotated[LogFormat, typer.Option(case_sensitive=False)] = LogFormat.TEXT,
+    heartbeat_interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between heartbeats to each peer.")
+    ] = 1.0,
+    unreachable_after: Annotated[
+        int, typer.Option(min=1, help="Failed heartbeats in a row that make a peer unreachable.")
+    ] = 5,
+    reachable_after: Annotated[
+        int, typer.Option(min=1, help="Answered heartbeats in a row that make it reachable again.")
+    ] = 3,
 ) -> None:
     """Run this peer's gateway in the foreground; SIGTERM or SIGINT stops it (exit 0)."""
     peer_dir = peer_dir_of(ctx, peer_dir)
     with usage_errors("--label"):
         labels = dict(parse_label(item) for item in label or [])
+    from clusterlink.controlplane.health import HealthSettings
     from clusterlink.gateway import GatewayConfig, run_gateway
 
     config = GatewayConfig(
@@ -77,5 +87,11 @@ def gateway_run(
         state_path=state,
         log_level=log_level.value,
         log_format=log_format.value,
+        health=HealthSettings(
+            interval_s=heartbeat_interval,
+            timeout_s=max(1.0, heartbeat_interval),
+            unreachable_after=unreachable_after,
+            reachable_after=reachable_after,
+        ),
     )
     raise typer.Exit(run_gateway(config))

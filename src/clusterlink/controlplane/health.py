@@ -43,7 +43,7 @@ log = logging.getLogger("clusterlink.health")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthSettings:
     interval_s: float = 1.0
-    timeout_s: float = 2.0  # per heartbeat, connect + handshake + answer
+    timeout_s: float = 1.0  # per heartbeat (connect + handshake + answer); late = failed
     unreachable_after: int = 5
     reachable_after: int = 3
 
