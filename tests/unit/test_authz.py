@@ -101,6 +101,30 @@ def by(decision: Decision) -> tuple[bool, str]:
     return decision.is_allowed, decision.decided_by
 
 
+def ingress_from_west(snapshot: Snapshot) -> Decision:
+    return ingress(snapshot, caller="west", claimed=sent_by("west"))
+
+
+def check_attribute(
+    snap: Snap,
+    decide: Callable[[Snapshot], Decision],
+    *,
+    namespace: str,
+    side: str,
+    key: str,
+    value: str,
+) -> None:
+    """A policy selecting ``key: value`` on ``side`` decides; one wanting another value does
+    not match at all."""
+    for wanted, expected in ((value, (True, f"{namespace}/p")), ("other", (False, "default deny"))):
+        selectors = [selector({key: wanted})]
+        if side == "from":
+            resource = policy("p", "allow", from_=selectors, namespace=namespace)
+        else:
+            resource = policy("p", "allow", to=selectors, namespace=namespace)
+        assert by(decide(snap(resource))) == expected, wanted
+
+
 # -- egress -----------------------------------------------------------------------------------
 
 # Each attribute of the egress destination and the value it must have: the Import's source
@@ -116,10 +140,8 @@ EGRESS_DESTINATION = {
 
 @pytest.mark.parametrize("key", EGRESS_DESTINATION)
 def test_egress_destination_is_the_export_as_the_import_names_it(snap: Snap, key: str) -> None:
-    right = policy("p", "allow", to=[selector({key: EGRESS_DESTINATION[key]})], namespace="shop")
-    wrong = policy("p", "allow", to=[selector({key: "something-else"})], namespace="shop")
-    assert by(egress(snap(right))) == (True, "shop/p")
-    assert egress(snap(wrong)).is_default
+    value = EGRESS_DESTINATION[key]
+    check_attribute(snap, egress, namespace="shop", side="to", key=key, value=value)
 
 
 @pytest.mark.parametrize(
@@ -131,10 +153,7 @@ def test_egress_destination_is_the_export_as_the_import_names_it(snap: Snap, key
     ],
 )
 def test_egress_source_is_this_gateway_and_its_client(snap: Snap, key: str, value: str) -> None:
-    right = policy("p", "allow", from_=[selector({key: value})], namespace="shop")
-    wrong = policy("p", "allow", from_=[selector({key: "something-else"})], namespace="shop")
-    assert by(egress(snap(right))) == (True, "shop/p")
-    assert egress(snap(wrong)).is_default
+    check_attribute(snap, egress, namespace="shop", side="from", key=key, value=value)
 
 
 def test_egress_uses_the_target_peers_labels_as_learned_by_heartbeat(snap: Snap) -> None:
@@ -149,20 +168,6 @@ def test_egress_uses_the_target_peers_labels_as_learned_by_heartbeat(snap: Snap)
     assert egress(snapshot, peer_labels={"env": "prod"}).is_allowed
     assert egress(snapshot, peer_labels={"env": "dev"}).is_default
     assert egress(snapshot, peer_labels={}).is_default  # not heard from yet: no labels
-
-
-@pytest.mark.parametrize(
-    ("namespace", "applies"),
-    [("shop", True), ("prod", False), ("default", False)],
-    ids=["import's namespace", "export's namespace", "another namespace"],
-)
-def test_egress_applies_the_policies_of_the_imports_namespace(
-    snap: Snap, namespace: str, applies: bool
-) -> None:
-    decision = egress(snap(policy("allow-all", "allow", namespace=namespace)))
-    assert by(decision) == (
-        (True, f"{namespace}/allow-all") if applies else (False, "default deny")
-    )
 
 
 # -- ingress ----------------------------------------------------------------------------------
@@ -220,25 +225,34 @@ INGRESS_DESTINATION = {
 
 @pytest.mark.parametrize("key", INGRESS_DESTINATION)
 def test_ingress_destination_is_the_local_export_on_this_gateway(snap: Snap, key: str) -> None:
-    right = policy("p", "allow", to=[selector({key: INGRESS_DESTINATION[key]})], namespace="prod")
-    wrong = policy("p", "allow", to=[selector({key: "something-else"})], namespace="prod")
-    assert by(ingress(snap(right), caller="west", claimed=sent_by("west"))) == (True, "prod/p")
-    assert ingress(snap(wrong), caller="west", claimed=sent_by("west")).is_default
+    value = INGRESS_DESTINATION[key]
+    check_attribute(snap, ingress_from_west, namespace="prod", side="to", key=key, value=value)
 
 
 @pytest.mark.parametrize(
-    ("namespace", "applies"),
-    [("prod", True), ("shop", False), ("default", False)],
-    ids=["export's namespace", "import's namespace", "another namespace"],
+    ("end", "namespace", "applies"),
+    [
+        ("egress", "shop", True),
+        ("egress", "prod", False),
+        ("egress", "default", False),
+        ("ingress", "prod", True),
+        ("ingress", "shop", False),
+        ("ingress", "default", False),
+    ],
+    ids=[
+        "egress: the import's namespace",
+        "egress: the export's namespace",
+        "egress: another namespace",
+        "ingress: the export's namespace",
+        "ingress: the import's namespace",
+        "ingress: another namespace",
+    ],
 )
-def test_ingress_applies_the_policies_of_the_exports_namespace(
-    snap: Snap, namespace: str, applies: bool
+def test_only_the_policies_of_the_namespace_of_the_local_resource_apply(
+    snap: Snap, end: str, namespace: str, applies: bool
 ) -> None:
-    decision = ingress(
-        snap(policy("allow-all", "allow", namespace=namespace)),
-        caller="west",
-        claimed=sent_by("west"),
-    )
+    decide = egress if end == "egress" else ingress_from_west
+    decision = decide(snap(policy("allow-all", "allow", namespace=namespace)))
     assert by(decision) == (
         (True, f"{namespace}/allow-all") if applies else (False, "default deny")
     )
@@ -255,7 +269,7 @@ def test_a_privileged_deny_beats_every_namespaced_allow_on_both_ends(snap: Snap)
     )
     for decision in (
         egress(snapshot),
-        ingress(snapshot, caller="west", claimed=sent_by("west")),
+        ingress_from_west(snapshot),
     ):
         assert (decision.is_allowed, decision.decided_by, decision.privileged) == (
             False,
@@ -277,10 +291,10 @@ def test_a_privileged_allow_applies_in_every_namespace_and_beats_a_namespaced_de
         policy("fabric-wide", "allow", privileged=True),
     )
     assert by(egress(snapshot)) == (True, "fabric-wide")
-    assert by(ingress(snapshot, caller="west", claimed=sent_by("west"))) == (True, "fabric-wide")
+    assert by(ingress_from_west(snapshot)) == (True, "fabric-wide")
 
 
 def test_nothing_configured_is_a_default_deny_on_both_ends(snap: Snap) -> None:
     snapshot = snap()
     assert egress(snapshot).is_default
-    assert ingress(snapshot, caller="west", claimed=sent_by("west")).is_default
+    assert ingress_from_west(snapshot).is_default
