@@ -85,6 +85,11 @@ async def dial_tls(
     await dial_tcp(addr, layer, connect_timeout_s=connect_timeout_s, what=what)
     try:
         await layer.handshake_done
+    except asyncio.CancelledError:
+        # The caller gave up (an outer deadline, a pool closing): the handshake would still
+        # finish and leave an open connection that nobody owns.
+        layer.abort()
+        raise
     except ssl.SSLCertVerificationError as exc:
         raise CertificateError(
             f"{what} at {format_address(addr)} presented a certificate that does not verify: "
