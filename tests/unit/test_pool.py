@@ -29,25 +29,51 @@ from tests.unit._net import (
     fabric_fixture,  # noqa: F401 -- a fixture, requested by name
     listen,
     run_fixture,  # noqa: F401 -- a fixture, requested by name
-    tls_server_factory,
     until,
 )
 
 
+class _HeldTLSLayer(TLSLayer):
+    """A server TLSLayer that sits on what the client sends until ``release()``: a handshake
+    the test keeps in flight."""
+
+    held = b""
+    is_held = True
+
+    def data_received(self, data: bytes) -> None:
+        if self.is_held:
+            self.held += data
+        else:
+            super().data_received(data)
+
+    def release(self) -> None:
+        self.is_held = False
+        if self.held:
+            super().data_received(self.held)
+
+
 @dataclass
 class Gateway:
-    """Peer b's TLS server: one ``Endpoint`` per accepted connection."""
+    """Peer b's TLS server: one ``Endpoint`` per accepted connection. While ``holding``, new
+    connections get a ``_HeldTLSLayer`` (listed in ``held``)."""
 
     fabric: Fabric
     port: int = 0
     ends: list[Endpoint] = field(default_factory=list)
+    holding: bool = False
+    held: list[_HeldTLSLayer] = field(default_factory=list)
 
     async def start(self) -> None:
-        def app() -> Endpoint:
-            self.ends.append(Endpoint())
-            return self.ends[-1]
+        context = self.fabric.server()
 
-        _, self.port = await listen(tls_server_factory(self.fabric.server(), app, []))
+        def accept() -> TLSLayer:
+            self.ends.append(Endpoint())
+            if not self.holding:
+                return TLSLayer(context, self.ends[-1], server_side=True)
+            self.held.append(_HeldTLSLayer(context, self.ends[-1], server_side=True))
+            return self.held[-1]
+
+        _, self.port = await listen(accept)
 
     async def dial(self, app: asyncio.Protocol) -> TLSLayer:
         """What the connector gives its pools: dial b and verify it is b."""
@@ -253,5 +279,43 @@ def test_an_unreachable_gateway_fails_the_take_and_the_refill_quietly(
         pool.close()
         await asyncio.sleep(0)
         assert server_errors == []
+
+    run(scenario())
+
+
+def test_closing_while_a_refill_is_handshaking_leaves_no_connection_behind(
+    run: Run, fabric: Fabric
+) -> None:
+    """A Peer deleted or edited closes its pool; a refill caught mid-handshake must not live
+    on as a connection nobody owns (until the other gateway's request timeout)."""
+
+    async def scenario() -> None:
+        gateway = await started(fabric)
+        refill_may_dial = asyncio.Event()
+        n_dials = 0
+
+        async def dial(app: asyncio.Protocol) -> TLSLayer:
+            nonlocal n_dials
+            n_dials += 1
+            if n_dials > 1:  # the foreground dial is always the first to get here
+                await refill_may_dial.wait()
+            return await gateway.dial(app)
+
+        pool = WarmPool(dial, size=1)
+        await take(pool)
+        gateway.holding = True
+        refill_may_dial.set()
+        # The refill is connected and has said hello; its handshake now waits on b.
+        await until(lambda: bool(gateway.held) and bool(gateway.held[0].held))
+        (refill,) = gateway.held
+        pool.close()
+        refill.release()  # b answers the handshake after all
+
+        def connection_ended() -> bool:
+            failed = refill.handshake_done.done() and refill.handshake_done.exception()
+            return bool(failed) or refill.raw.is_closing()
+
+        await until(connection_ended, timeout_s=2.0)
+        assert pool.idle_count == 0
 
     run(scenario())
