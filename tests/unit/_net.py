@@ -168,14 +168,15 @@ class Endpoint(asyncio.Protocol):
         self._is_held = False
         self.transport.resume_reading()
 
-    async def send(self, data: bytes, *, chunk: int = 64 * 1024) -> None:
+    async def send(self, data: bytes, *, chunk: int = 64 * 1024, timeout_s: float = WAIT_S) -> None:
         """Write ``data`` honouring back-pressure, as a well-behaved application does."""
         view = memoryview(data)
-        for start in range(0, len(view), chunk):
-            await self._can_write.wait()
-            if self.lost.done():
-                raise ConnectionError("connection lost while sending")
-            self.transport.write(view[start : start + chunk])
+        async with asyncio.timeout(timeout_s):
+            for start in range(0, len(view), chunk):
+                await self._can_write.wait()
+                if self.lost.done():
+                    raise ConnectionError("connection lost while sending")
+                self.transport.write(view[start : start + chunk])
 
     async def read(self, n: int, *, timeout_s: float = WAIT_S) -> bytes:
         """Wait for at least ``n`` bytes in total; return everything received so far."""
@@ -209,9 +210,10 @@ async def listen(factory: Callable[[], asyncio.BaseProtocol]) -> tuple[asyncio.S
 
 
 async def connect_tcp(port: int, protocol: asyncio.Protocol) -> asyncio.Transport:
-    transport, _ = await asyncio.get_running_loop().create_connection(
-        lambda: protocol, LOCALHOST, port
-    )
+    async with asyncio.timeout(WAIT_S):
+        transport, _ = await asyncio.get_running_loop().create_connection(
+            lambda: protocol, LOCALHOST, port
+        )
     return transport
 
 
