@@ -110,16 +110,13 @@ async def started(fabric: Fabric) -> Gateway:
 
 
 async def take(pool: WarmPool) -> tuple[TLSLayer, bool, Endpoint]:
-    """Acquire with our protocol. A fresh dial tells it ``connection_made`` after the
-    handshake; a warm connection, handshaken long ago, does not, so we tell it (as the
-    connector does)."""
+    """Acquire with our protocol: warm or fresh, it is told ``connection_made`` with the
+    connection's TLS transport before ``acquire`` returns."""
     app = Endpoint()
     async with asyncio.timeout(WAIT_S):
         layer, was_warm = await pool.acquire(app)
     assert layer.transport.get_protocol() is app
-    assert app.made.done() is not was_warm
-    if was_warm:
-        app.connection_made(layer.transport)
+    assert app.made.done()
     return layer, was_warm, app
 
 

@@ -223,27 +223,37 @@ class PeerHealth:
 
     async def _run(self, peer: str, gateways: tuple[Gateway, ...]) -> None:
         channels: dict[Gateway, _HealthChannel] = {}
+        in_flight: set[asyncio.Task[Health]] = set()  # beats to slower gateways, still running
         loop = asyncio.get_running_loop()
         try:
             while True:
                 started = loop.time()
-                ok, reason, health, rtt_s = await self._beat(peer, gateways, channels)
+                ok, reason, health, rtt_s = await self._beat(peer, gateways, channels, in_flight)
                 self._record(peer, ok, reason, health, rtt_s)
                 await asyncio.sleep(max(0.0, self.settings.interval_s - (loop.time() - started)))
         finally:
+            for task in in_flight:
+                task.cancel()
             for channel in channels.values():
                 channel.close()
 
     async def _beat(
-        self, peer: str, gateways: tuple[Gateway, ...], channels: dict[Gateway, _HealthChannel]
+        self,
+        peer: str,
+        gateways: tuple[Gateway, ...],
+        channels: dict[Gateway, _HealthChannel],
+        in_flight: set[asyncio.Task[Health]],
     ) -> tuple[bool, str, Health | None, float]:
         """One heartbeat to all gateways of ``peer``; the first answer wins.
 
         The slower gateways' beats are not cancelled (that would cost their kept-open
-        connection); each ends by itself within ``timeout_s``.
+        connection); each ends by itself within ``timeout_s``, or when the loop stops.
         """
         started = time.perf_counter()
         attempts = [asyncio.create_task(self._beat_one(peer, gw, channels)) for gw in gateways]
+        for task in attempts:
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
         errors: list[str] = []
         for next_done in asyncio.as_completed(attempts):
             try:

@@ -172,7 +172,6 @@ class PeerConnector:
         export: ExportRef,
         attributes: Mapping[str, str],
     ) -> tuple[TLSTransport, bytes]:
-        reader.transport = layer.transport
         layer.transport.write(reader.conn.connect_request(export, attributes))
         try:
             verdict = await reader.answer

@@ -66,11 +66,16 @@ class WarmPool:
         return len(self._idle)
 
     async def acquire(self, app: asyncio.Protocol) -> tuple[TLSLayer, bool]:
-        """A connection whose app protocol is now ``app``; the flag says if it was warm."""
+        """A connection whose app protocol is now ``app``; the flag says if it was warm.
+
+        Either way ``app.connection_made`` has been called with the TLS transport.
+        """
         layer = self._take_idle()
         self._start_refill()
         if layer is not None:
+            # A warm connection looks to ``app`` exactly like a fresh one: it is told so.
             layer.transport.set_protocol(app)
+            app.connection_made(layer.transport)
             return layer, True
         return await self._dial(app), False
 

@@ -224,7 +224,8 @@ class TLSLayer(asyncio.Protocol):
                 app.data_received(data)
         except ssl.SSLWantReadError:
             if self._incoming.eof and not self._eof_received:
-                # TCP EOF with no close_notify behind it.
+                # TCP EOF with no close_notify behind it, as OpenSSL before 3.0 reports it
+                # (Python 3.11 may be built against 1.1.1).
                 self.raw.abort()
         except ssl.SSLZeroReturnError:
             self._on_close_notify()
