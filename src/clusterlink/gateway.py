@@ -138,6 +138,7 @@ class Gateway:
             connector=connector,
             tunnels=tunnels,
             metrics=metrics,
+            refuse_grace_s=settings.refuse_grace_s,
         )
         resources = ResourceService(store=store, catalog=catalog, binder=imports)
         peer_listener = PeerListener(

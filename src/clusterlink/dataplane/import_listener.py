@@ -7,7 +7,8 @@ Sequence for one client connection (the source side of DESIGN §5):
     -> sources in load-balancer order; for each: egress policy -> CONNECT via the peer's
        warm pool -> verdict; a denied, missing, refused or unreachable source is skipped
     -> the first source that answers 200 becomes the tunnel: relay client <-> peer connection
-    -> none did: the client gets a TCP RST and the log says why, per source.
+    -> none did: the client gets a TCP RST (once it has spoken, or after a short grace, see
+       ``reset_when_heard``) and the log says why, per source.
 
 Binding is two-phase so that an ``apply`` stays all-or-nothing: ``prepare`` binds the sockets
 an apply needs without serving on them, the caller stores the resources, then ``commit``
@@ -19,6 +20,7 @@ stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -94,8 +96,10 @@ class ImportListeners:
         connector: PeerConnector,
         tunnels: TunnelRegistry,
         metrics: GatewayMetrics,
+        refuse_grace_s: float,
     ) -> None:
         self.host = host
+        self.refuse_grace_s = refuse_grace_s
         self.metrics = metrics
         self.catalog = catalog
         self.local = local
@@ -194,7 +198,7 @@ class ImportListeners:
         if imp is None:
             log.info("egress refused %s: the import was deleted", what)
             metrics.connections.labels("egress", resource, "", "failed").inc()
-            reset(client)
+            await session.reset_when_heard(self.refuse_grace_s)
             return
         src = egress_source_attributes(self.local, client_ip)
         failures: list[str] = []
@@ -250,7 +254,7 @@ class ImportListeners:
         log.info("egress refused %s: %s", what, "; ".join(failures))
         outcome = "denied" if only_denials else "failed"
         metrics.connections.labels("egress", resource, "", outcome).inc()
-        reset(client)
+        await session.reset_when_heard(self.refuse_grace_s)
 
     def _still_allowed(
         self, key: NamespacedName, source: ImportSource, src: Mapping[str, str]
@@ -294,6 +298,40 @@ class _ImportSession(Parked):
         self.key = key
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.task: asyncio.Task[None] | None = None
+        self._heard: asyncio.Future[None] | None = None
+
+    async def reset_when_heard(self, grace_s: float) -> None:
+        """Reset this refused client once it has sent something (or EOF), or after ``grace_s``.
+
+        Why wait: on a fast path (say, an egress default deny on loopback) an immediate RST
+        can reach the client while its own non-blocking ``connect()`` is still being
+        completed, and it then reports a confusing connect error instead of a reset. Nothing
+        the client sends meanwhile goes anywhere.
+        """
+        if not (self.early or self.eof or self.is_lost):
+            self._heard = asyncio.get_running_loop().create_future()
+            self.transport.resume_reading()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await self._heard
+        if not self.is_lost:
+            reset(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._hear()
+
+    def eof_received(self) -> bool:
+        self._hear()
+        return super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._hear()
+
+    def _hear(self) -> None:
+        if self._heard is not None and not self._heard.done():
+            self._heard.set_result(None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
