@@ -117,6 +117,15 @@ def test_connect_with_attributes_and_tunnel_bytes_in_one_packet() -> None:
     assert conn.trailing_data == b"\x00first bytes\r\n\r\n"
 
 
+def test_a_connect_asking_to_close_still_gets_the_plain_200() -> None:
+    conn = PeerServerConnection()
+    conn.receive_data(_connect(b"default/db", b"connection: close\r\n") + b"tunnel")
+
+    assert conn.next_event() == ConnectRequest(ExportRef("default", "db"), {})
+    assert conn.send_verdict(Verdict.allow()) == b"HTTP/1.1 200 OK\r\n\r\n"
+    assert conn.trailing_data == b"tunnel"
+
+
 def test_connect_fed_byte_by_byte_keeps_every_tunnel_byte() -> None:
     conn = PeerServerConnection()
     for byte in CONNECT[:-1]:

@@ -68,7 +68,7 @@ class _Phase(enum.Enum):
 
 
 _HEALTH_REQUEST: Final = HealthRequest()
-_ALLOW_RESPONSE: Final = h11.Response(status_code=200, headers=[], reason=b"OK")
+_ALLOW_BYTES: Final = b"HTTP/1.1 200 OK\r\n\r\n"
 _PHRASES: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 _CLOSE: Final = (b"connection", b"close")
 # "METHOD TARGET HTTP/1.1\r\n" + "\r\n", less the method and target.
@@ -183,7 +183,9 @@ class PeerServerConnection:
             if self._phase is not _Phase.ANSWERING_CONNECT:
                 raise RuntimeError(f"cannot allow while {self._phase.name}: no CONNECT pending")
             self._phase = _Phase.TUNNEL
-            return render(self._h11, (_ALLOW_RESPONSE,))
+            # Always these exact bytes: h11 would add "connection: close" if the request
+            # asked for it, which means nothing for a tunnel. h11 is not used after this.
+            return _ALLOW_BYTES
         if self._phase in (_Phase.TUNNEL, _Phase.CLOSED):
             raise RuntimeError(f"cannot refuse while {self._phase.name}: the HTTP phase is over")
         self._phase = _Phase.CLOSED
