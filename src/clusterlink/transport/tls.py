@@ -119,6 +119,7 @@ class TLSLayer(asyncio.Protocol):
         self.reading_paused = False
         self._eof_sent = False
         self._eof_received = False
+        self._peer_fin = False  # TCP EOF received (the BIO is not marked: see eof_received)
         self._is_closing = False
         self._closed_locally = False
         self._error: Exception | None = None  # a TLS error that ended the connection
@@ -149,8 +150,9 @@ class TLSLayer(asyncio.Protocol):
             self._fail_handshake(ConnectionResetError("connection closed during TLS handshake"))
             return False
         # Ciphertext may still sit in the BIO (reading paused): the close_notify, if any, is
-        # in there and is found once reading resumes.
-        self._incoming.write_eof()
+        # in there and is found once reading resumes. The BIO itself is not marked EOF, so
+        # that _send_close_notify can always put unread ciphertext back into it.
+        self._peer_fin = True
         if not self.reading_paused:
             self._read_plain()
         return True
@@ -223,7 +225,7 @@ class TLSLayer(asyncio.Protocol):
                     break
                 app.data_received(data)
         except ssl.SSLWantReadError:
-            if self._incoming.eof and not self._eof_received:
+            if self._peer_fin and not self._eof_received:
                 # TCP EOF with no close_notify behind it, as OpenSSL before 3.0 reports it
                 # (Python 3.11 may be built against 1.1.1).
                 self.raw.abort()
@@ -259,13 +261,22 @@ class TLSLayer(asyncio.Protocol):
         if self._eof_sent or self._is_closing:
             return
         self._eof_sent = True
-        with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLError):
-            self._ssl.unwrap()
-        self._flush()
+        self._send_close_notify()
         if self._eof_received:
             self.close()
         elif self.raw.can_write_eof():
             self.raw.write_eof()
+
+    def _send_close_notify(self) -> None:
+        # unwrap() calls SSL_shutdown() twice, and the second call reads the incoming BIO for
+        # the peer's close_notify: an application record waiting there (our reading paused)
+        # makes OpenSSL fail the connection (APPLICATION_DATA_AFTER_CLOSE_NOTIFY), and the
+        # rest of the peer's stream is lost. So unread ciphertext is held aside meanwhile.
+        unread = self._incoming.read()
+        with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLError):
+            self._ssl.unwrap()
+        self._incoming.write(unread)
+        self._flush()
 
     def _flush(self) -> None:
         data = self._outgoing.read()
@@ -293,9 +304,7 @@ class TLSLayer(asyncio.Protocol):
             return
         if self._is_handshaken and not self._eof_sent:
             self._eof_sent = True
-            with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLError):
-                self._ssl.unwrap()
-            self._flush()
+            self._send_close_notify()
         self._is_closing = self._closed_locally = True
         self.raw.close()
 
