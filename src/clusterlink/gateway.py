@@ -37,13 +37,14 @@ from clusterlink.controlplane.metrics_server import MetricsServer
 from clusterlink.controlplane.resources import ResourceService
 from clusterlink.dataplane.connector import PeerConnector
 from clusterlink.dataplane.import_listener import ImportListeners
-from clusterlink.dataplane.peer_listener import PeerListener
+from clusterlink.dataplane.peer_listener import PEER_ALPN, PeerListener
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError
 from clusterlink.logs import setup_logging
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ALPN_PROTOCOL, Health
+from clusterlink.protocol.mux import MUX_ALPN
 from clusterlink.store import SQLiteStore
 from clusterlink.transport.dial import format_address, parse_address
 
@@ -112,8 +113,9 @@ class Gateway:
         self.local = LocalPeer(self.peer_dir.name, config.labels)
         self.started_at = time.monotonic()
         self.addresses: dict[str, str | None] = {"listen": None, "admin": None, "metrics": None}
-        self._server_context = peer_server_context(self.peer_dir, [ALPN_PROTOCOL])
+        self._server_context = peer_server_context(self.peer_dir, PEER_ALPN)
         self._client_context = peer_client_context(self.peer_dir, [ALPN_PROTOCOL])
+        self._mux_client_context = peer_client_context(self.peer_dir, [MUX_ALPN])
         self._admin_context = admin_server_context(self.peer_dir)
         self._gateway_json = self.peer_dir.path / "gateway.json"
         self.store: SQLiteStore | None = None
@@ -129,7 +131,11 @@ class Gateway:
         metrics = GatewayMetrics(peers=health.samples)
         tunnels = TunnelRegistry(idle_timeout_s=settings.idle_timeout_s, metrics=metrics)
         metrics.live_tunnels = tunnels.samples
-        connector = PeerConnector(context=lambda: self._client_context, settings=settings)
+        connector = PeerConnector(
+            context=lambda: self._client_context,
+            mux_context=lambda: self._mux_client_context,
+            settings=settings,
+        )
         imports = ImportListeners(
             host=config.import_host,
             catalog=catalog,

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import cast
 
 from clusterlink.api import Gateway
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.errors import ClusterLinkError, PeerUnreachable, ProtocolError
 from clusterlink.protocol import NEED_DATA, ExportRef, PeerClientConnection, Verdict
+from clusterlink.protocol.mux import MUX_ALPN
 from clusterlink.transport.dial import dial_tls, format_address
+from clusterlink.transport.mux import MuxSession
+from clusterlink.transport.mux_pool import MuxPool
 from clusterlink.transport.pool import WarmPool
 from clusterlink.transport.tls import TLSLayer, TLSTransport
 
@@ -37,6 +40,10 @@ class TunnelRefused(ClusterLinkError):
         super().__init__(
             f"peer {peer} answered {verdict.status} {verdict.reason}: {verdict.message}"
         )
+
+
+class _NoMultiplex(PeerUnreachable):
+    """The gateway did not negotiate ``h2``: use the basic mode with it from now on."""
 
 
 class _LostBeforeAnswer(PeerUnreachable):
@@ -93,33 +100,64 @@ class PeerConnector:
     """Warm pools per peer gateway address, and the CONNECT exchange on top of them."""
 
     def __init__(
-        self, *, context: Callable[[], ssl.SSLContext], settings: DataplaneSettings
+        self,
+        *,
+        context: Callable[[], ssl.SSLContext],
+        mux_context: Callable[[], ssl.SSLContext],
+        settings: DataplaneSettings,
     ) -> None:
         self._context = context
+        self._mux_context = mux_context
         self._settings = settings
         self._pools: dict[tuple[str, str, int], WarmPool] = {}
+        self._mux_pools: dict[tuple[str, str, int], MuxPool] = {}
+        self._basic_only: set[tuple[str, str, int]] = set()  # gateways that refused h2
+
+    def _dialer(
+        self, peer: str, gateway: Gateway, context: Callable[[], ssl.SSLContext]
+    ) -> Callable[[asyncio.Protocol], Awaitable[TLSLayer]]:
+        settings = self._settings
+        addr = (gateway.host, gateway.port)
+
+        async def dial(app: asyncio.Protocol) -> TLSLayer:
+            return await dial_tls(
+                addr,
+                app,
+                context=context(),
+                server_name=peer,
+                connect_timeout_s=settings.connect_timeout_s,
+                handshake_timeout_s=settings.handshake_timeout_s,
+                what=f"peer {peer} gateway",
+            )
+
+        return dial
 
     def _pool(self, peer: str, gateway: Gateway) -> WarmPool:
         key = (peer, gateway.host, gateway.port)
         pool = self._pools.get(key)
         if pool is None:
+            dial = self._dialer(peer, gateway, self._context)
             settings = self._settings
-            addr = (gateway.host, gateway.port)
-            what = f"peer {peer} gateway"
-
-            async def dial(app: asyncio.Protocol) -> TLSLayer:
-                return await dial_tls(
-                    addr,
-                    app,
-                    context=self._context(),
-                    server_name=peer,
-                    connect_timeout_s=settings.connect_timeout_s,
-                    handshake_timeout_s=settings.handshake_timeout_s,
-                    what=what,
-                )
-
             pool = WarmPool(dial, size=settings.pool_size, max_idle_s=settings.pool_max_idle_s)
             self._pools[key] = pool
+        return pool
+
+    def _mux_pool(self, peer: str, gateway: Gateway) -> MuxPool:
+        key = (peer, gateway.host, gateway.port)
+        pool = self._mux_pools.get(key)
+        if pool is None:
+            dial = self._dialer(peer, gateway, self._mux_context)
+            mux_settings = self._settings.mux
+
+            async def session() -> MuxSession:
+                app = MuxSession(client_side=True, peer_name=peer, settings=mux_settings)
+                layer = await dial(app)
+                if layer.get_extra_info("alpn_protocol") != MUX_ALPN:
+                    layer.abort()
+                    raise _NoMultiplex(f"peer {peer} gateway does not offer multiplexing")
+                return app
+
+            pool = self._mux_pools[key] = MuxPool(session)
         return pool
 
     async def open(
@@ -128,20 +166,49 @@ class PeerConnector:
         gateways: Sequence[Gateway],
         export: ExportRef,
         attributes: Mapping[str, str],
-    ) -> tuple[TLSTransport, bytes]:
+    ) -> tuple[asyncio.Transport, bytes]:
         """The tunnel's transport and the service's first bytes; raises if refused/failed."""
         errors: list[str] = []
+        timeout_s = self._settings.verdict_timeout_s
         for gateway in gateways:
-            pool = self._pool(peer, gateway)
+            key = (peer, gateway.host, gateway.port)
             what = f"peer {peer} at {format_address((gateway.host, gateway.port))}"
             try:
-                async with asyncio.timeout(self._settings.verdict_timeout_s):
-                    return await self._connect(pool, peer, what, export, attributes)
+                async with asyncio.timeout(timeout_s):
+                    if self._settings.multiplex and key not in self._basic_only:
+                        try:
+                            return await self._open_stream(
+                                self._mux_pool(peer, gateway), peer, export, attributes
+                            )
+                        except _NoMultiplex:
+                            self._basic_only.add(key)
+                    return await self._connect(
+                        self._pool(peer, gateway), peer, what, export, attributes
+                    )
             except TimeoutError:
-                errors.append(f"{what} did not answer within {self._settings.verdict_timeout_s:g}s")
+                errors.append(f"{what} did not answer within {timeout_s:g}s")
             except PeerUnreachable as exc:
                 errors.append(str(exc))
         raise PeerUnreachable("; ".join(errors) or f"peer {peer} lists no gateway")
+
+    @staticmethod
+    async def _open_stream(
+        pool: MuxPool, peer: str, export: ExportRef, attributes: Mapping[str, str]
+    ) -> tuple[asyncio.Transport, bytes]:
+        """A tunnel as a stream of the peer's multiplexed connection (bytes behind the 200
+        wait in the stream itself, so nothing comes back beside it)."""
+        session, is_new = await pool.session()
+        try:
+            stream, verdict = await session.open_stream(export, attributes)
+        except PeerUnreachable:
+            if is_new or session.is_open:
+                raise
+            # The shared connection died under us (a normal race): once more on a new one.
+            session, _ = await pool.session()
+            stream, verdict = await session.open_stream(export, attributes)
+        if not verdict.is_allowed:
+            raise TunnelRefused(peer, verdict)
+        return stream, b""
 
     async def _connect(
         self,
@@ -186,9 +253,15 @@ class PeerConnector:
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
+        for mux_pool in self._mux_pools.values():
+            mux_pool.close()
         self._pools.clear()
+        self._mux_pools.clear()
 
     def forget_peer(self, peer: str) -> None:
         """Drop warm connections to a peer that was deleted or changed its gateways."""
         for key in [k for k in self._pools if k[0] == peer]:
             self._pools.pop(key).close()
+        for key in [k for k in self._mux_pools if k[0] == peer]:
+            self._mux_pools.pop(key).close()
+        self._basic_only = {k for k in self._basic_only if k[0] != peer}

@@ -39,6 +39,7 @@ from clusterlink.errors import ClusterLinkError, ConflictError
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ExportRef
 from clusterlink.transport.dial import format_address
+from clusterlink.transport.mux import StreamTransport
 
 __all__ = ["ImportListeners", "PeerView", "PreparedBinding"]
 
@@ -236,7 +237,8 @@ class ImportListeners:
                 log.info("egress abandoned %s: the client left during set-up", what)
                 metrics.connections.labels("egress", resource, source.peer, "abandoned").inc()
                 return
-            log.info("egress allowed %s source=%s: %s", what, target, decision)
+            mode = "mux" if isinstance(tunnel, StreamTransport) else "basic"
+            log.info("egress allowed %s source=%s mode=%s: %s", what, target, mode, decision)
             labels = ("egress", resource, source.peer)
             relay = self.tunnels.open(
                 client,

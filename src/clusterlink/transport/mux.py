@@ -1,0 +1,430 @@
+"""Multiplexed connections: HTTP/2 streams of one mTLS connection, each seen as a transport.
+
+``MuxSession`` is the application protocol of a ``TLSLayer`` whose ALPN is ``h2``; it drives
+a sans-io ``protocol.mux.MuxConnection`` and gives every tunnel a ``StreamTransport``, a real
+``asyncio.Transport``, so the relay (``dataplane.relay``) runs on a stream exactly as on a TCP
+socket:
+
+- ``write`` sends what the stream's send window allows and keeps the rest; past the
+  high-water mark the producer is paused (``pause_writing``) until the peer opens the window;
+- ``pause_reading`` stops *acknowledging*: the peer's window for this stream closes and it
+  stops sending, while the other streams flow on; data already in flight is held (at most one
+  window) and delivered on ``resume_reading``;
+- ``write_eof`` is ``END_STREAM`` (after the bytes still held), ``abort`` is ``RST_STREAM``;
+  a received ``RST_STREAM`` or the loss of the whole connection is ``connection_lost`` with a
+  ``ConnectionResetError``, so the relay resets the other side as it would for TCP.
+
+When the TLS connection's own buffer fills, every stream's producer is paused at once.
+Frames are written out after each batch of incoming events and after each write, so nothing
+waits for a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from clusterlink.errors import PeerUnreachable, ProtocolError
+from clusterlink.protocol import ExportRef, Verdict
+from clusterlink.protocol.mux import (
+    ConnectionEnded,
+    MuxConnection,
+    MuxEvent,
+    MuxSettings,
+    StreamData,
+    StreamEnded,
+    StreamRefused,
+    StreamRequest,
+    StreamReset,
+    StreamVerdict,
+    WindowOpened,
+)
+
+__all__ = ["MuxSession", "StreamTransport"]
+
+log = logging.getLogger("clusterlink.mux")
+
+_HIGH_WATER = 512 * 1024
+
+
+class _Unattached(asyncio.Protocol):
+    """A stream's protocol until the relay takes it: it never gets bytes (reading paused)."""
+
+
+class StreamTransport(asyncio.Transport):
+    """One stream of a ``MuxSession``, with the contract of a TCP transport."""
+
+    def __init__(self, session: MuxSession, stream_id: int) -> None:
+        super().__init__()
+        self._session = session
+        self.stream_id = stream_id
+        self._protocol: asyncio.Protocol = _Unattached()
+        self._held = bytearray()  # written, not yet sent (window closed)
+        self._inbox: deque[tuple[bytes, int]] = deque()  # received while reading paused
+        self._reading_paused = True  # until the relay attaches and resumes
+        self._writing_paused = False
+        self._eof_wanted = False  # write_eof() called while bytes were held
+        self._sent_end = False
+        self._got_end = False
+        self._end_delivered = False
+        self._closing = False
+        self._lost: Exception | None = None  # set once the stream is gone
+        self._is_gone = False
+        self._high_water = _HIGH_WATER
+
+    # -- asyncio.Transport -------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or self._sent_end or self._is_gone:
+            return
+        if self._held:
+            self._held += data
+        else:
+            mux = self._session.mux
+            sent = mux.send_data(self.stream_id, data)
+            if sent < len(data):
+                self._held += data[sent:]
+            self._session.flush()
+        if len(self._held) > self._high_water and not self._writing_paused:
+            self._writing_paused = True
+            self._protocol.pause_writing()
+
+    def write_eof(self) -> None:
+        if self._sent_end or self._is_gone:
+            return
+        if self._held:
+            self._eof_wanted = True
+            return
+        self._send_end()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        if not self._reading_paused:
+            return
+        self._reading_paused = False
+        self._deliver_inbox()
+
+    def is_reading(self) -> bool:
+        return not self._reading_paused
+
+    def close(self) -> None:
+        """Like a TCP close. After the peer's END_STREAM: the held bytes, then ours.
+
+        Before it, the peer may still be sending and nobody would read it: the stream is
+        reset, as TCP answers unread data with a RST. (The relay closes a stream only after
+        both directions ended, or to end a tunnel that is broken anyway.)
+        """
+        if self._closing or self._is_gone:
+            return
+        if not self._got_end:
+            self.abort()
+            return
+        self._closing = True
+        self._reading_paused = True
+        if self._held:
+            self._eof_wanted = True
+        elif not self._sent_end:
+            self._send_end()
+        self._maybe_gone()
+
+    def abort(self) -> None:
+        if self._is_gone:
+            return
+        self._closing = True
+        self._session.mux.reset_stream(self.stream_id)
+        self._session.flush()
+        self._gone(None)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._is_gone
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        assert isinstance(protocol, asyncio.Protocol)
+        self._protocol = protocol
+        if self._is_gone:  # tell the newcomer at once that there is nothing left
+            asyncio.get_running_loop().call_soon(protocol.connection_lost, self._lost)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "stream_id":
+            return self.stream_id
+        return self._session.get_extra_info(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._held)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._high_water = _HIGH_WATER if high is None else high
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._high_water // 4, self._high_water
+
+    # -- driven by the session -----------------------------------------------------------------
+
+    def _on_data(self, data: bytes, flow_bytes: int) -> None:
+        if self._closing:  # nobody reads any more: hand the window back, drop the bytes
+            self._session.mux.consumed(self.stream_id, flow_bytes)
+            return
+        if self._reading_paused or self._inbox:
+            self._inbox.append((data, flow_bytes))
+            return
+        self._protocol.data_received(data)
+        self._session.mux.consumed(self.stream_id, flow_bytes)
+
+    def _deliver_inbox(self) -> None:
+        mux = self._session.mux
+        while self._inbox and not self._reading_paused:
+            data, flow_bytes = self._inbox.popleft()
+            self._protocol.data_received(data)
+            mux.consumed(self.stream_id, flow_bytes)
+        self._session.flush()
+        if not self._inbox and self._got_end and not self._reading_paused:
+            self._deliver_end()
+
+    def _on_end(self) -> None:
+        self._got_end = True
+        if not self._inbox and not self._reading_paused:
+            self._deliver_end()
+
+    def _deliver_end(self) -> None:
+        if self._end_delivered or self._is_gone:
+            return
+        self._end_delivered = True
+        keep_open = self._protocol.eof_received()
+        if not keep_open:
+            self.close()
+        self._maybe_gone()
+
+    def _on_window(self) -> None:
+        if not self._held:
+            return
+        sent = self._session.mux.send_data(self.stream_id, self._held)
+        del self._held[:sent]
+        if not self._held and self._eof_wanted and not self._sent_end:
+            self._send_end()
+        if self._writing_paused and len(self._held) <= self._high_water // 4:
+            self._writing_paused = False
+            self._protocol.resume_writing()
+        self._maybe_gone()
+
+    def _send_end(self) -> None:
+        self._sent_end = True
+        self._session.mux.end_stream(self.stream_id)
+        self._session.flush()
+        self._maybe_gone()
+
+    def _maybe_gone(self) -> None:
+        """Both directions ended (and we stopped caring): the stream is finished."""
+        if self._sent_end and (self._got_end or self._closing) and not self._held:
+            self._gone(None)
+
+    def _gone(self, exc: Exception | None) -> None:
+        if self._is_gone:
+            return
+        self._is_gone = True
+        self._lost = exc
+        self._inbox.clear()
+        self._held.clear()
+        self._session.forget(self.stream_id)
+        self._protocol.connection_lost(exc)
+
+
+class MuxSession(asyncio.Protocol):
+    """The application protocol of one multiplexed mTLS connection (either end).
+
+    Client side: ``open_stream`` sends a CONNECT and returns the stream once the peer said
+    ``200``. Server side: ``on_request(session, stream_id, request)`` is called for every
+    valid CONNECT and answers with ``accept`` or ``refuse``.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_side: bool,
+        peer_name: str = "",
+        settings: MuxSettings | None = None,
+        on_request: Callable[[MuxSession, StreamRequest], None] | None = None,
+        on_refused: Callable[[MuxSession, StreamRefused], None] | None = None,
+    ) -> None:
+        self.mux = MuxConnection(client_side=client_side, peer_name=peer_name, settings=settings)
+        self.peer_name = peer_name
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, StreamTransport] = {}
+        self._verdicts: dict[int, asyncio.Future[Verdict]] = {}
+        self._on_request = on_request
+        self._on_refused = on_refused
+        self.is_open = True
+        self.is_draining = False  # GOAWAY received or sent: no new streams
+
+    # -- TLS side -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.mux.receive_data(data)
+        except ProtocolError as exc:
+            log.warning("closing multiplexed connection to %s: %s", self.peer_name or "?", exc)
+            self.flush()
+            self._close_all(ConnectionResetError(str(exc)))
+            assert self.transport is not None
+            self.transport.close()
+            return
+        for event in events:
+            self._handle(event)
+        self.flush()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close_all(
+            ConnectionResetError(f"multiplexed connection lost{f': {exc}' if exc else ''}")
+        )
+
+    def pause_writing(self) -> None:
+        for stream in list(self.streams.values()):
+            stream._protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        for stream in list(self.streams.values()):
+            if not stream._writing_paused:
+                stream._protocol.resume_writing()
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _handle(self, event: MuxEvent) -> None:
+        if isinstance(event, StreamData):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream._on_data(event.data, event.flow_bytes)
+            else:  # a stream we gave up on: hand the window back all the same
+                self.mux.consumed(event.stream_id, event.flow_bytes)
+        elif isinstance(event, StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream._on_end()
+        elif isinstance(event, WindowOpened):
+            targets = (
+                list(self.streams.values())
+                if event.stream_id is None
+                else [s for s in (self.streams.get(event.stream_id),) if s is not None]
+            )
+            for stream in targets:
+                stream._on_window()
+        elif isinstance(event, StreamReset):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                reason = f"the peer reset the stream (HTTP/2 error {event.error_code})"
+                stream._gone(ConnectionResetError(reason))
+        elif isinstance(event, StreamVerdict):
+            waiter = self._verdicts.pop(event.stream_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event.verdict)
+        elif isinstance(event, StreamRequest):
+            if self._on_request is None:
+                self.mux.reset_stream(event.stream_id, refused=True)
+            else:
+                # The stream exists from now on, reading paused, so tunnel bytes the client
+                # sends before the verdict are kept, never dropped.
+                self.streams[event.stream_id] = StreamTransport(self, event.stream_id)
+                self._on_request(self, event)
+        elif isinstance(event, StreamRefused):
+            if self._on_refused is not None:
+                self._on_refused(self, event)
+        elif isinstance(event, ConnectionEnded):
+            self.is_draining = True
+            for sid, waiter in list(self._verdicts.items()):
+                if sid > event.last_stream_id and not waiter.done():
+                    waiter.set_exception(
+                        PeerUnreachable(f"peer {self.peer_name} is closing this connection")
+                    )
+
+    # -- client side --------------------------------------------------------------------------
+
+    @property
+    def can_open_stream(self) -> bool:
+        return self.is_open and not self.is_draining and self.mux.can_open_stream
+
+    async def open_stream(
+        self, export: ExportRef, attributes: Mapping[str, str]
+    ) -> tuple[StreamTransport, Verdict]:
+        """CONNECT on a new stream; the stream (reading paused) and the peer's verdict."""
+        if not self.can_open_stream:
+            raise PeerUnreachable(f"no more streams on this connection to {self.peer_name}")
+        sid = self.mux.open_stream(export, attributes)
+        stream = self.streams[sid] = StreamTransport(self, sid)
+        waiter = self._verdicts[sid] = asyncio.get_running_loop().create_future()
+        self.flush()
+        try:
+            verdict = await waiter
+        except BaseException:
+            stream.abort()
+            raise
+        if not verdict.is_allowed:
+            self.forget(sid)
+        return stream, verdict
+
+    # -- server side --------------------------------------------------------------------------
+
+    def accept(self, stream_id: int) -> StreamTransport | None:
+        """Answer 200; the stream has reading paused until the relay resumes it.
+
+        None if the stream is already gone (the client reset it while we decided).
+        """
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.is_closing():
+            return None
+        self.mux.send_verdict(stream_id, Verdict.allow())
+        self.flush()
+        return stream
+
+    def refuse(self, stream_id: int, verdict: Verdict) -> None:
+        if self.streams.pop(stream_id, None) is not None:
+            self.mux.send_verdict(stream_id, verdict)
+            self.flush()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        data = self.mux.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def forget(self, stream_id: int) -> None:
+        self.streams.pop(stream_id, None)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default if self.transport is None else self.transport.get_extra_info(name, default)
+
+    def close(self) -> None:
+        """GOAWAY and close once the bytes are out; open streams are reset."""
+        if not self.is_open:
+            return
+        self.mux.close()
+        self.flush()
+        self._close_all(ConnectionResetError("multiplexed connection closed"))
+        if self.transport is not None:
+            self.transport.close()
+
+    def _close_all(self, exc: Exception) -> None:
+        self.is_open = False
+        for waiter in self._verdicts.values():
+            if not waiter.done():
+                waiter.set_exception(PeerUnreachable(f"{self.peer_name or 'peer'}: {exc}"))
+        self._verdicts.clear()
+        for stream in list(self.streams.values()):
+            stream._gone(exc)
