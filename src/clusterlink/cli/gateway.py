@@ -26,6 +26,11 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
+class TunnelMode(StrEnum):
+    MUX = "mux"
+    BASIC = "basic"
+
+
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
@@ -60,6 +65,14 @@ def gateway_run(
     ] = None,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False)] = LogLevel.INFO,
     log_format: Annotated[LogFormat, typer.Option(case_sensitive=False)] = LogFormat.TEXT,
+    tunnel_mode: Annotated[
+        TunnelMode,
+        typer.Option(
+            case_sensitive=False,
+            help="How this gateway opens tunnels: mux = HTTP/2 streams of one connection per "
+            "peer gateway; basic = one TLS connection per tunnel. Both are always accepted.",
+        ),
+    ] = TunnelMode.MUX,
     heartbeat_interval: Annotated[
         float, typer.Option(min=0.05, help="Seconds between heartbeats to each peer.")
     ] = 1.0,
@@ -75,6 +88,7 @@ def gateway_run(
     with usage_errors("--label"):
         labels = dict(parse_label(item) for item in label or [])
     from clusterlink.controlplane.health import HealthSettings
+    from clusterlink.dataplane.settings import DataplaneSettings
     from clusterlink.gateway import GatewayConfig, run_gateway
 
     config = GatewayConfig(
@@ -87,6 +101,7 @@ def gateway_run(
         state_path=state,
         log_level=log_level.value,
         log_format=log_format.value,
+        dataplane=DataplaneSettings(multiplex=tunnel_mode is TunnelMode.MUX),
         health=HealthSettings(
             interval_s=heartbeat_interval,
             timeout_s=max(1.0, heartbeat_interval),
