@@ -1,0 +1,73 @@
+"""Starting and stopping gateways (DESIGN §2, §3, §6): SIGTERM is a clean stop (exit 0,
+gateway.json removed, open tunnels reset), and a restart keeps what was stored."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.integration.clients import Exchange, is_refused, talk
+from tests.integration.conftest import StartGateway, StartService
+from tests.integration.documents import access_policy, export, import_, peer
+from tests.integration.gateways import Gateway, parse_address
+from tests.integration.services import echo
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigterm_stops_the_gateway_with_exit_0_and_removes_gateway_json(
+    start_gateway: StartGateway,
+) -> None:
+    gateway = start_gateway("lone")
+    listen, admin = gateway.listen, gateway.admin
+
+    gateway.stop()  # asserts exit 0 within the bound and gateway.json gone
+
+    assert is_refused(listen) and is_refused(admin)
+    assert gateway.wait_for_log("gateway lone stopped")
+
+
+def connected(source: Gateway, target: Gateway, service_port: int) -> tuple[str, int]:
+    """Export the service on ``target``, import it on ``source``, allow it on both."""
+    ns = "default"
+    target.apply(
+        peer(source.name, source.listen),
+        export("echo", ns, service_port),
+        access_policy("allow-all", ns, "allow"),
+    )
+    source.apply(
+        peer(target.name, target.listen),
+        import_("echo", ns, peer=target.name),
+        access_policy("allow-all", ns, "allow"),
+    )
+    return parse_address(source.get("import", "echo", ns)["status"]["listen"])
+
+
+def test_sigterm_resets_open_tunnels_and_still_exits_0(
+    start_gateway: StartGateway, start_service: StartService
+) -> None:
+    source, target = start_gateway("up"), start_gateway("down")
+    address = connected(source, target, start_service(echo).port)
+
+    with socket.create_connection(address, timeout=10) as client:
+        client.sendall(b"hello")
+        assert client.recv(5) == b"hello"  # the tunnel is open
+
+        source.stop()
+
+        with pytest.raises(ConnectionResetError):
+            client.recv(1)
+
+
+def test_restarted_gateway_serves_its_import_again_on_the_leased_port(
+    start_gateway: StartGateway, start_service: StartService
+) -> None:
+    source, target = start_gateway("before"), start_gateway("after")
+    address = connected(source, target, start_service(echo).port)
+    source.stop()
+
+    again = start_gateway("before")
+
+    assert again.get("import", "echo")["status"]["listen"] == "{}:{}".format(*address)
+    assert talk(address, b"hello") == Exchange(b"hello", "eof")

@@ -1,0 +1,75 @@
+"""Managing a running gateway with the CLI (DESIGN §4, §6): all-or-nothing writes, exit codes,
+one-line errors, and the ``-o json`` shapes that scripts rely on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Link, StartService
+from tests.integration.documents import export, yaml_stream
+from tests.integration.services import echo
+from tests.integration.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_apply_with_an_invalid_second_document_stores_neither(link: Link) -> None:
+    ns = link.namespace
+    documents = yaml_stream(export("first", ns, 8080), export("second", ns, 70000))
+
+    done = link.target.cl("apply", "-f", "-", stdin=documents)
+
+    assert done.rc == 1, done
+    assert done.stderr == (
+        f"error: document 2 (Export {ns}/second): spec.port: must be at most 65535 (got 70000)\n"
+    )
+    first = link.target.cl("get", "export", "first", "-n", ns)
+    assert (first.rc, first.stderr) == (1, f"error: export {ns}/first not found\n")
+
+
+@pytest.mark.parametrize("verb", ["get", "delete"])
+def test_missing_resource_exits_1_with_not_found(link: Link, verb: str) -> None:
+    done = link.source.cl(verb, "import", "nosuch", "-n", link.namespace)
+
+    assert (done.rc, done.stdout) == (1, "")
+    assert done.stderr == f"error: import {link.namespace}/nosuch not found\n"
+
+
+def test_get_json_lists_items_with_their_status(link: Link, start_service: StartService) -> None:
+    service = start_service(echo)
+    address = link.open("echo", service.port)
+
+    listed = link.source.cl("get", "imports", "-n", link.namespace, "-o", "json").json()
+    single = link.source.get("import", "echo", link.namespace)
+
+    assert list(listed) == ["items"] and listed["items"] == [single]
+    assert single["apiVersion"] == "clusterlink.net/v1alpha1"
+    assert single["kind"] == "Import"
+    assert single["metadata"]["name"] == "echo"
+    assert single["metadata"]["namespace"] == link.namespace
+    assert single["status"]["listen"] == "{}:{}".format(*address)
+    exports = link.target.cl("get", "exports", "-n", link.namespace, "-o", "json").json()
+    assert [item["spec"] for item in exports["items"]] == [
+        {"host": "127.0.0.1", "port": service.port}
+    ]
+
+
+def test_status_json_shows_the_peer_and_the_import_listen_address(
+    link: Link, start_service: StartService
+) -> None:
+    address = link.open("echo", start_service(echo).port)
+
+    def status_with_b_reachable() -> dict[str, Any] | None:
+        status: dict[str, Any] = link.source.cl("status", "-o", "json").json()
+        peers = {p["name"]: p for p in status["peers"]}
+        return status if peers.get("b", {}).get("reachable") else None
+
+    status = wait_until(status_with_b_reachable, what="status -o json shows peer b reachable")
+
+    assert status["gateway"]["name"] == "a"
+    (b,) = status["peers"]
+    assert b["gateways"] == ["{}:{}".format(*link.target.listen)]
+    imports = {(i["namespace"], i["name"]): i for i in status["imports"]}
+    assert imports[(link.namespace, "echo")]["listen"] == "{}:{}".format(*address)
