@@ -1,6 +1,6 @@
 """The results as one PNG: a small bar chart per metric, setups side by side per topology.
 
-matplotlib is optional (the ``bench`` extra): it is imported only here and only when a chart
+matplotlib is optional: it is imported only here and only when a chart
 is drawn, so the benchmark runs, and its smoke test passes, without it; the run then says
 that the chart was skipped and how to get it. The chart shows the same numbers as the table
 (``metrics.value_of``), never numbers of its own.
@@ -17,10 +17,7 @@ from bench.metrics import METRICS, value_of
 
 __all__ = ["MISSING_MATPLOTLIB", "draw_chart"]
 
-MISSING_MATPLOTLIB = (
-    "chart skipped: matplotlib is not installed "
-    "(.venv/bin/pip install -e '.[bench]', or pip install matplotlib)"
-)
+MISSING_MATPLOTLIB = "chart skipped: matplotlib is not installed (.venv/bin/pip install matplotlib)"
 _COLUMNS = 4
 _COLORS = {
     "direct": "#9e9e9e",

@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"idle tunnels to open (default {DEFAULT_IDLE_TUNNELS})",
     )
     run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each measuring workload N times and report the median run (default 1)",
+    )
+    run.add_argument(
         "--out", type=Path, help="results folder (default bench/results/YYYYMMDD-HHMMSS)"
     )
     run.add_argument(
@@ -103,8 +109,8 @@ def _parser() -> argparse.ArgumentParser:
 def _plan(args: argparse.Namespace) -> Plan:
     duration_s = args.duration or (QUICK_DURATION_S if args.quick else DEFAULT_DURATION_S)
     idle = args.idle_tunnels or (QUICK_IDLE_TUNNELS if args.quick else DEFAULT_IDLE_TUNNELS)
-    if duration_s <= 0 or idle <= 0:
-        raise BenchError("--duration and --idle-tunnels must be positive")
+    if duration_s <= 0 or idle <= 0 or args.repeat <= 0:
+        raise BenchError("--duration, --idle-tunnels and --repeat must be positive")
     out = args.out or _RESULTS_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")
     workloads = tuple(Workload(w) for w in args.only) if args.only else tuple(Workload)
     return Plan(
@@ -113,6 +119,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         workloads=workloads,
         duration_s=duration_s,
         idle_tunnels=idle,
+        repeat=args.repeat,
         out_dir=out,
     )
 

@@ -31,6 +31,7 @@ class Plan:
     workloads: tuple[Workload, ...]
     duration_s: float
     idle_tunnels: int
+    repeat: int
     out_dir: Path
 
     @property

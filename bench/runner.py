@@ -149,6 +149,7 @@ def _run_setup(
                 throughput_s=plan.throughput_s,
                 warmup_s=plan.warmup_s,
                 idle_tunnels=plan.idle_tunnels,
+                repeat=plan.repeat,
             )
             for workload in _ordered(plan.workloads):
                 with console.status(f"{where}: {workload} ..."):
