@@ -45,8 +45,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="module")
-def fabric(tmp_path_factory: pytest.TempPathFactory) -> Fabric:
-    return Fabric(tmp_path_factory.mktemp("fabric"), "fab")
+def tunnel_mode() -> str | None:
+    """``--tunnel-mode`` of the pair's source gateway (None: the default). A module that must
+    hold in every mode overrides this fixture with ``params``."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def fabric(tmp_path_factory: pytest.TempPathFactory, tunnel_mode: str | None) -> Fabric:
+    """One per module, and one per tunnel mode in a module that runs in several: gateways of
+    different modes never share a peer directory or its state."""
+    return Fabric(tmp_path_factory.mktemp(f"fabric-{tunnel_mode or 'default'}"), "fab")
 
 
 StartGateway = Callable[..., Gateway]
@@ -87,8 +96,10 @@ class Pair:
 
 
 @pytest.fixture(scope="module")
-def pair(start_gateway: StartGateway) -> Pair:
-    a, b = start_gateway("a", "--label", "site=a"), start_gateway("b", "--label", "site=b")
+def pair(start_gateway: StartGateway, tunnel_mode: str | None) -> Pair:
+    mode = ("--tunnel-mode", tunnel_mode) if tunnel_mode else ()
+    a = start_gateway("a", "--label", "site=a", *mode)
+    b = start_gateway("b", "--label", "site=b")
     a.apply(peer("b", b.listen))
     b.apply(peer("a", a.listen))
     return Pair(source=a, target=b)
