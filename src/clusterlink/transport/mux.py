@@ -224,8 +224,12 @@ class StreamTransport(asyncio.Transport):
         self._maybe_gone()
 
     def _maybe_gone(self) -> None:
-        """Both directions ended (and we stopped caring): the stream is finished."""
-        if self._sent_end and (self._got_end or self._closing) and not self._held:
+        """Both directions ended (and we stopped caring): the stream is finished.
+
+        The peer's end counts once it was *delivered*: until then bytes may still wait in the
+        inbox (reading paused, e.g. a relay not started yet), and they must not be dropped.
+        """
+        if self._sent_end and (self._end_delivered or self._closing) and not self._held:
             self._gone(None)
 
     def _gone(self, exc: Exception | None) -> None:
