@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run each measuring workload N times and report the median run (default 1)",
     )
     run.add_argument(
+        "--gateway-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an extra flag for both gateways, e.g. --gateway-arg=--tunnel-mode=basic (repeatable)",
+    )
+    run.add_argument(
         "--out", type=Path, help="results folder (default bench/results/YYYYMMDD-HHMMSS)"
     )
     run.add_argument(
@@ -121,6 +128,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         idle_tunnels=idle,
         repeat=args.repeat,
         out_dir=out,
+        gateway_args=tuple(args.gateway_arg),
     )
 
 

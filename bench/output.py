@@ -1,9 +1,10 @@
-"""Everything a run leaves behind: the terminal table, ``results.json``, ``table.txt``, the PNG.
+"""Everything a run leaves behind: the terminal table, ``results.json``, the tables, the PNG.
 
 ``results.json`` holds every raw number (per topology, setup and workload, exactly as the
 clients and /proc reported them), the plan, the environment and the target verdicts; the
-table and the chart are views of it. The results folder is created if needed and never
-emptied: a run writes its own files and touches nothing else.
+tables (``table.txt`` as printed, ``table.md`` for the README) and the chart are views of it.
+The results folder is created if needed and never emptied: a run writes its own files and
+touches nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.console import Console
 from bench.chart import MISSING_MATPLOTLIB, draw_chart
 from bench.environment import describe_environment
 from bench.plan import Plan
-from bench.report import print_tables, verdicts
+from bench.report import markdown_tables, print_tables, verdicts
 
 __all__ = ["write_outputs"]
 
@@ -36,6 +37,7 @@ def write_outputs(plan: Plan, results: dict[str, Any], console: Console) -> int:
     recorder = Console(record=True, width=160, file=io.StringIO())  # records, shows nothing
     print_tables(results, plan.setups, recorder)
     (plan.out_dir / "table.txt").write_text(recorder.export_text())
+    (plan.out_dir / "table.md").write_text(markdown_tables(results, plan.setups))
     print_tables(results, plan.setups, console)
     if draw_chart(results, plan.setups, plan.out_dir / "chart.png"):
         console.print(f"chart: {plan.out_dir / 'chart.png'}")

@@ -33,6 +33,7 @@ class Plan:
     idle_tunnels: int
     repeat: int
     out_dir: Path
+    gateway_args: tuple[str, ...] = ()
 
     @property
     def throughput_s(self) -> int:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bench.metrics import METRICS, TARGETS, Metric, judge, ratio, value_of
 
-__all__ = ["print_tables", "verdicts"]
+__all__ = ["markdown_tables", "print_tables", "verdicts"]
 
 _CL, _STUNNEL, _HAPROXY = "clusterlink", "stunnel", "haproxy"
 _TARGETS_BY_METRIC = {t.metric: t for t in TARGETS}
@@ -61,32 +61,64 @@ def _ratio(value: float | None) -> str:
 
 
 def _verdict(passed: bool | None) -> str:
-    return {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "?"}[passed]
+    return {True: "pass", False: "FAIL", None: "?"}[passed]
 
 
-def _table(topology: str, by_setup: Mapping[str, Any], setups: tuple[str, ...]) -> Table:
-    table = Table(title=f"{topology}: absolute numbers, and clusterlink's ratio to the others")
-    table.add_column("metric")
-    for setup in setups:
-        table.add_column(setup, justify="right")
-    table.add_column("cl/stunnel", justify="right")
-    table.add_column("cl/haproxy", justify="right")
-    table.add_column("target (vs stunnel)")
-    table.add_column("")
+_HEADERS_AFTER_SETUPS = ("cl/stunnel", "cl/haproxy", "target (vs stunnel)", "")
+
+
+def _rows(by_setup: Mapping[str, Any], setups: tuple[str, ...]) -> list[list[str]]:
+    """The table's cells, metric by metric, as text (shared by the terminal and Markdown)."""
+    rows = []
     for metric in METRICS:
-        values = {setup: _value(by_setup, setup, metric) for setup in setups}
         mine = _value(by_setup, _CL, metric)
         stunnel = _value(by_setup, _STUNNEL, metric)
         target = _TARGETS_BY_METRIC.get(metric.key)
-        table.add_row(
-            metric.label,
-            *(_number(values[setup], metric.decimals) for setup in setups),
-            _ratio(ratio(mine, stunnel)),
-            _ratio(ratio(mine, _value(by_setup, _HAPROXY, metric))),
-            target.text if target else "",
-            _verdict(judge(target, mine, stunnel)) if target else "",
+        rows.append(
+            [
+                metric.label,
+                *(_number(_value(by_setup, setup, metric), metric.decimals) for setup in setups),
+                _ratio(ratio(mine, stunnel)),
+                _ratio(ratio(mine, _value(by_setup, _HAPROXY, metric))),
+                target.text if target else "",
+                _verdict(judge(target, mine, stunnel)) if target else "",
+            ]
         )
+    return rows
+
+
+def _title(topology: str) -> str:
+    return f"{topology}: absolute numbers, and clusterlink's ratio to the others"
+
+
+def _table(topology: str, by_setup: Mapping[str, Any], setups: tuple[str, ...]) -> Table:
+    table = Table(title=_title(topology))
+    table.add_column("metric")
+    for header in (*setups, *_HEADERS_AFTER_SETUPS[:2]):
+        table.add_column(header, justify="right")
+    for header in _HEADERS_AFTER_SETUPS[2:]:
+        table.add_column(header)
+    colors = {"pass": "[green]pass[/]", "FAIL": "[red]FAIL[/]"}
+    for row in _rows(by_setup, setups):
+        table.add_row(*row[:-1], colors.get(row[-1], row[-1]))
     return table
+
+
+def markdown_tables(results: Mapping[str, Any], setups: tuple[str, ...]) -> str:
+    """The same tables in Markdown, for the README's results section."""
+    parts = []
+    for topology, by_setup in results["topologies"].items():
+        header = ["metric", *setups, *_HEADERS_AFTER_SETUPS]
+        lines = [
+            f"**{_title(topology)}**",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---", *["---:"] * (len(setups) + 2), "---", "---"]) + "|",
+        ]
+        for first, *rest in _rows(by_setup, setups):
+            lines.append("| " + " | ".join([first.strip(), *rest]) + " |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
 
 
 def print_tables(results: Mapping[str, Any], setups: tuple[str, ...], console: Console) -> None:

@@ -57,7 +57,7 @@ def _starters(plan: Plan) -> dict[str, StartSetup]:
         "direct": start_direct,
         "stunnel": start_stunnel,
         "haproxy": functools.partial(start_haproxy, max_connections=max_connections),
-        "clusterlink": start_clusterlink,
+        "clusterlink": functools.partial(start_clusterlink, gateway_args=plan.gateway_args),
     }
 
 

@@ -10,7 +10,8 @@ keep their state in the setup's work directory, so every topology starts from an
 
 The setup is ready when an echo goes through the import: that needs the gateways to see each
 other by heartbeat first, which takes a few seconds with the default heartbeat settings (we
-keep the defaults: the benchmark measures what users run).
+keep the defaults: the benchmark measures what users run). ``--gateway-arg`` adds flags to
+both gateways, to compare modes or settings (e.g. ``--tunnel-mode basic``) in the same table.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def _peer(name: str, host: str, port: int) -> str:
     return _doc("Peer", name, {"gateways": [{"host": host, "port": port}]}, namespaced=False)
 
 
-def _start_gateway(context: SetupContext, side: Side, peer: PeerFiles, listen: str) -> None:
+def _start_gateway(
+    context: SetupContext, side: Side, peer: PeerFiles, listen: str, extra: tuple[str, ...]
+) -> None:
     name = f"gateway-{side.value}"
     argv = [
         *CLUSTERLINK,
@@ -54,6 +57,7 @@ def _start_gateway(context: SetupContext, side: Side, peer: PeerFiles, listen: s
         *("--admin-listen", "127.0.0.1:0", "--import-host", "127.0.0.1"),
         *("--state", str(context.work_dir / f"state-{side.value}.db")),
         *("--log-level", "warning"),
+        *extra,
     ]
     proc = context.procs.start(name, context.topology.argv(side, argv))
     info_path = peer.dir / "gateway.json"
@@ -74,7 +78,8 @@ def _apply(context: SetupContext, side: Side, peer_dir: Path, documents: list[st
     run_cli(context.topology.argv(side, argv), stdin="".join(f"---\n{d}\n" for d in documents))
 
 
-def start_clusterlink(context: SetupContext) -> Entry:
+def start_clusterlink(context: SetupContext, *, gateway_args: tuple[str, ...] = ()) -> Entry:
+    """Both gateways with the product's defaults, plus ``gateway_args`` (e.g. a tunnel mode)."""
     topology, targets, creds = context.topology, context.targets, context.credentials
     listen_a, listen_b = context.ports.pick(), context.ports.pick()
     entry = Entry(
@@ -84,8 +89,12 @@ def start_clusterlink(context: SetupContext) -> Entry:
         tls_port=listen_b,
         tls_probe=f"GET /healthz HTTP/1.1\r\nhost: {SERVER_PEER}\r\n\r\n".encode(),
     )
-    _start_gateway(context, Side.SERVER, creds.server, f"{topology.server_host}:{listen_b}")
-    _start_gateway(context, Side.CLIENT, creds.client, f"{topology.client_host}:{listen_a}")
+    _start_gateway(
+        context, Side.SERVER, creds.server, f"{topology.server_host}:{listen_b}", gateway_args
+    )
+    _start_gateway(
+        context, Side.CLIENT, creds.client, f"{topology.client_host}:{listen_a}", gateway_args
+    )
     exports = {"echo": targets.echo_port, "iperf": targets.iperf_port}
     _apply(
         context,

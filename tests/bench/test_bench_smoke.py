@@ -89,5 +89,6 @@ def test_run_writes_json_with_environment_and_verdicts_and_the_table(
     _, out = smoke_run
     assert results["environment"]["clusterlink"]
     assert {v["metric"] for v in results["verdicts"]} >= {"throughput_1", "conn16_rate", "idle_rss"}
-    table = (out / "table.txt").read_text()
-    assert "cl/stunnel" in table and "clusterlink" in table
+    for name in ("table.txt", "table.md"):
+        table = (out / name).read_text()
+        assert "cl/stunnel" in table and "clusterlink" in table, name
