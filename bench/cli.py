@@ -3,8 +3,8 @@
 It turns flags into a ``Plan``, runs it, and hands the results to the report (terminal table,
 JSON, chart). Exit status: 0 when every setup produced its numbers, 1 when any failed or the
 run could not start (one line on stderr saying why), 2 on usage errors, 130 when interrupted.
-SIGTERM is treated like Ctrl-C, so a killed run still stops its processes and removes its
-namespaces.
+SIGTERM and SIGINT (even where the shell started the run with SIGINT ignored) are treated
+like Ctrl-C, so a killed run still stops its processes and removes its namespaces.
 """
 
 from __future__ import annotations
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # a shell starts background jobs with SIGINT ignored; a run must stop cleanly on it anyway
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         plan = _plan(args)
         results = run_plan(plan, console, keep_work=args.keep_work)
