@@ -358,3 +358,21 @@ async def test_a_changed_gateway_list_starts_over_as_unknown(
         await until(lambda: len(watcher.changes) == 2)
         assert watcher.changes[1].reachable is True
         assert watcher.changes[1].answered == 1
+
+
+async def test_a_gateway_slower_than_the_interval_gets_one_beat_at_a_time(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    """A gateway that takes TCP connections but never answers, next to one that answers:
+    rounds (every 20 ms) end with the first answer, long before the silent gateway's beat
+    times out (2 s). A new round must not start a second beat on the silent gateway's
+    half-made channel; the heartbeat loop keeps running and the peer stays reachable."""
+    with socket.socket() as silent:
+        silent.bind((LOCALHOST, 0))
+        silent.listen()  # the kernel completes TCP handshakes; TLS never gets an answer
+        port = await gateway_b.start()
+        watcher.health.sync({"b": peer("b", silent.getsockname()[1], port)})
+        await until(lambda: gateway_b.n_heartbeats >= 30)
+        (_, loop), *_ = watcher.health._loops.values()
+        assert not loop.done()
+        assert watcher.reachability_changes() == [("b", True)]

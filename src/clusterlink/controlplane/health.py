@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import cast
 
 from clusterlink.api import Gateway, Peer
@@ -223,7 +224,7 @@ class PeerHealth:
 
     async def _run(self, peer: str, gateways: tuple[Gateway, ...]) -> None:
         channels: dict[Gateway, _HealthChannel] = {}
-        in_flight: set[asyncio.Task[Health]] = set()  # beats to slower gateways, still running
+        in_flight: dict[Gateway, asyncio.Task[Health]] = {}  # at most one beat per gateway
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -232,7 +233,7 @@ class PeerHealth:
                 self._record(peer, ok, reason, health, rtt_s)
                 await asyncio.sleep(max(0.0, self.settings.interval_s - (loop.time() - started)))
         finally:
-            for task in in_flight:
+            for task in list(in_flight.values()):
                 task.cancel()
             for channel in channels.values():
                 channel.close()
@@ -242,18 +243,23 @@ class PeerHealth:
         peer: str,
         gateways: tuple[Gateway, ...],
         channels: dict[Gateway, _HealthChannel],
-        in_flight: set[asyncio.Task[Health]],
+        in_flight: dict[Gateway, asyncio.Task[Health]],
     ) -> tuple[bool, str, Health | None, float]:
         """One heartbeat to all gateways of ``peer``; the first answer wins.
 
         The slower gateways' beats are not cancelled (that would cost their kept-open
-        connection); each ends by itself within ``timeout_s``, or when the loop stops.
+        connection); each ends by itself within ``timeout_s``, or when the loop stops. A
+        gateway whose beat is still running (longer than an interval) gets no second one:
+        that beat stands for this round too, as two would share one half-made channel.
         """
         started = time.perf_counter()
-        attempts = [asyncio.create_task(self._beat_one(peer, gw, channels)) for gw in gateways]
-        for task in attempts:
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
+        attempts = []
+        for gw in gateways:
+            task = in_flight.get(gw)
+            if task is None:
+                task = in_flight[gw] = asyncio.create_task(self._beat_one(peer, gw, channels))
+                task.add_done_callback(partial(self._beat_ended, gw, in_flight))
+            attempts.append(task)
         errors: list[str] = []
         for next_done in asyncio.as_completed(attempts):
             try:
@@ -299,6 +305,18 @@ class PeerHealth:
                     f"{what} at {where}: no answer within {timeout_s:g}s"
                 ) from None
             raise
+
+    @staticmethod
+    def _beat_ended(
+        gateway: Gateway,
+        in_flight: dict[Gateway, asyncio.Task[Health]],
+        task: asyncio.Task[Health],
+    ) -> None:
+        """Forget the finished beat, and retrieve its error: nobody else may await it."""
+        if in_flight.get(gateway) is task:
+            del in_flight[gateway]
+        if not task.cancelled():
+            task.exception()
 
     def _record(
         self, peer: str, ok: bool, reason: str, health: Health | None, rtt_s: float
