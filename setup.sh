@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(python3-venv iproute2 procps socat iperf3 stunnel4 haproxy openssl)
+APT_PACKAGES=(python3-venv iproute2 procps socat iperf3 stunnel4 haproxy openssl gcc libc6-dev)
 PYTHON=${PYTHON:-python3}
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -40,5 +40,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 log "installing clusterlink and its development tools into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 log "done: run .venv/bin/clusterlink (or '. .venv/bin/activate' first)"

@@ -18,7 +18,9 @@ from bench.metrics import METRICS, value_of
 
 __all__ = ["MISSING_MATPLOTLIB", "draw_chart"]
 
-MISSING_MATPLOTLIB = "chart skipped: matplotlib is not installed (.venv/bin/pip install matplotlib)"
+MISSING_MATPLOTLIB = (
+    "chart skipped: matplotlib is not installed (.venv/bin/pip install -e '.[bench]')"
+)
 _COLUMNS = 4
 _COLORS = {
     "direct": "#9e9e9e",
