@@ -376,3 +376,20 @@ async def test_a_gateway_slower_than_the_interval_gets_one_beat_at_a_time(
         (_, loop), *_ = watcher.health._loops.values()
         assert not loop.done()
         assert watcher.reachability_changes() == [("b", True)]
+
+
+async def test_connections_try_first_the_gateways_that_answered_the_latest_beat(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    reserved, dead_port = free_port_refusing_connections()
+    with reserved:
+        port = await gateway_b.start()
+        spec = peer("b", dead_port, port).spec.gateways
+        assert watcher.health.gateways_in_order("b", spec) == spec  # nothing known yet
+        watcher.health.sync({"b": peer("b", dead_port, port)})
+        await until(lambda: watcher.health.gateways_in_order("b", spec) == spec[::-1])
+        await until(lambda: gateway_b.n_heartbeats >= 3)
+        assert watcher.health.gateways_in_order("b", spec) == spec[::-1]  # and it stays so
+    await gateway_b.close()  # now the other way round: b is gone ...
+    await gateway_b.start(dead_port)  # ... and the first address answers
+    await until(lambda: watcher.health.gateways_in_order("b", spec) == spec)

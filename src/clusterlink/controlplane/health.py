@@ -11,6 +11,9 @@ without sleeping): ``unreachable_after`` failures in a row turn a peer unreachab
 is *unknown*; its first answer makes it reachable at once (there is nothing to damp yet), and
 ``unreachable_after`` failures make it unreachable.
 
+Which of a peer's gateways failed their latest beat is kept as well: connections try the
+others first, so a gateway cut off by the network costs them no connect timeout.
+
 Each answer also brings the peer's labels (used by egress policies as
 ``peer.clusterlink.net/labels.*``), and records last-seen time and round-trip time. None of
 this is written to the store on every beat: it is runtime state, served by ``status`` and
@@ -24,7 +27,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -88,6 +91,7 @@ class PeerState:
     labels: dict[str, str] = field(default_factory=dict)
     last_seen: datetime | None = None
     rtt_ms: float | None = None
+    silent: set[Gateway] = field(default_factory=set)  # its latest beat failed
 
     def status(self) -> dict[str, object]:
         return {
@@ -176,6 +180,14 @@ class PeerHealth:
         state = self.states.get(peer)
         return state.labels if state is not None else {}
 
+    def gateways_in_order(self, peer: str, gateways: Sequence[Gateway]) -> list[Gateway]:
+        """The peer's gateways to try, those that failed their latest heartbeat last (the
+        order is kept otherwise): a gateway cut off by the network is not waited for."""
+        state = self.states.get(peer)
+        if state is None or not state.silent:
+            return list(gateways)
+        return sorted(gateways, key=lambda gateway: gateway in state.silent)
+
     def samples(self) -> list[PeerSample]:
         """Reachability and round-trip time of every peer, for metrics scrapes."""
         return [
@@ -258,7 +270,7 @@ class PeerHealth:
             task = in_flight.get(gw)
             if task is None:
                 task = in_flight[gw] = asyncio.create_task(self._beat_one(peer, gw, channels))
-                task.add_done_callback(partial(self._beat_ended, gw, in_flight))
+                task.add_done_callback(partial(self._beat_ended, peer, gw, in_flight))
             attempts.append(task)
         errors: list[str] = []
         for next_done in asyncio.as_completed(attempts):
@@ -306,17 +318,27 @@ class PeerHealth:
                 ) from None
             raise
 
-    @staticmethod
     def _beat_ended(
+        self,
+        peer: str,
         gateway: Gateway,
         in_flight: dict[Gateway, asyncio.Task[Health]],
         task: asyncio.Task[Health],
     ) -> None:
-        """Forget the finished beat, and retrieve its error: nobody else may await it."""
+        """Forget the finished beat, retrieve its error (nobody else may await it) and note
+        whether the gateway answered (connections try the answering ones first)."""
         if in_flight.get(gateway) is task:
             del in_flight[gateway]
-        if not task.cancelled():
-            task.exception()
+        if task.cancelled():
+            return
+        failed = task.exception() is not None
+        state = self.states.get(peer)
+        if state is None:
+            return
+        if failed:
+            state.silent.add(gateway)
+        else:
+            state.silent.discard(gateway)
 
     def _record(
         self, peer: str, ok: bool, reason: str, health: Health | None, rtt_s: float

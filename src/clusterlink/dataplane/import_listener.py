@@ -5,7 +5,8 @@ Sequence for one client connection (the source side of DESIGN §5):
     accept (reading paused: no client byte is read before the tunnel exists)
     -> the Import as it is *now* (changes apply to the next connection)
     -> sources in load-balancer order; for each: egress policy -> CONNECT via the peer's
-       warm pool -> verdict; a denied, missing, refused or unreachable source is skipped
+       warm pool (its gateways that answered the latest heartbeat first) -> verdict; a
+       denied, missing, refused or unreachable source is skipped
     -> the first source that answers 200 becomes the tunnel: relay client <-> peer connection
     -> none did: the client gets a TCP RST (once it has spoken, or after a short grace, see
        ``reset_when_heard``) and the log says why, per source.
@@ -23,12 +24,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol, cast
 
-from clusterlink.api import Import, ImportSource
+from clusterlink.api import Gateway, Import, ImportSource
 from clusterlink.controlplane.authz import LocalPeer, egress_decision, egress_source_attributes
 from clusterlink.controlplane.catalog import Catalog, NamespacedName
 from clusterlink.controlplane.loadbalancer import LoadBalancer
@@ -52,6 +53,8 @@ class PeerView(Protocol):
     def is_unreachable(self, peer: str) -> bool: ...
 
     def labels_of(self, peer: str) -> Mapping[str, str]: ...
+
+    def gateways_in_order(self, peer: str, gateways: Sequence[Gateway]) -> list[Gateway]: ...
 
 
 @dataclass(slots=True)
@@ -223,7 +226,8 @@ class ImportListeners:
                 continue
             ref = ExportRef(source.export_namespace, source.export_name)
             try:
-                tunnel, early = await self.connector.open(source.peer, peer.spec.gateways, ref, src)
+                gateways = self.peers.gateways_in_order(source.peer, peer.spec.gateways)
+                tunnel, early = await self.connector.open(source.peer, gateways, ref, src)
             except TunnelRefused as exc:
                 failures.append(f"{target}: {exc}")
                 only_denials = only_denials and exc.verdict.status == 403
