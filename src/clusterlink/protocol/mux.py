@@ -226,13 +226,14 @@ class MuxConnection:
                 self._h2.acknowledge_received_data(event.flow_controlled_length, sid)
                 body = pending[1]
                 body += event.data[: max(0, MAX_BODY_BYTES - len(body))]
-            else:
+            elif event.data:
                 out.append(StreamData(sid, event.data, event.flow_controlled_length))
+            else:  # END_STREAM's empty frame (or padding): nothing a consumer could take
+                self.consumed(sid, event.flow_controlled_length)
         elif isinstance(event, h2.events.StreamEnded):
             pending = self._pending.pop(event.stream_id, None)
             if pending is not None:
-                verdict = _refusal(pending[0], bytes(pending[1]))
-                out.append(StreamVerdict(event.stream_id, verdict))
+                self._refused(event.stream_id, _refusal(pending[0], bytes(pending[1])), out)
             else:
                 out.append(StreamEnded(event.stream_id))
         elif isinstance(event, h2.events.RequestReceived):
@@ -271,9 +272,15 @@ class MuxConnection:
         out.append(StreamRequest(sid, request))
 
     def send_verdict(self, stream_id: int, verdict: Verdict) -> None:
-        """Answer a ``StreamRequest``: 200 opens the tunnel, anything else ends the stream."""
+        """Answer a ``StreamRequest``: 200 opens the tunnel, anything else ends the stream.
+
+        A stream that ended meanwhile (reset, or the whole connection ended with a GOAWAY, even
+        in the read that carried the request) is answered with nothing: nobody is left to hear
+        it, and h2 refuses to send on it.
+        """
         if verdict.is_allowed:
-            self._h2.send_headers(stream_id, [(b":status", b"200")])
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.send_headers(stream_id, [(b":status", b"200")])
             return
         body = dump_json({"reason": verdict.reason, "message": verdict.message})
         headers = [
@@ -286,6 +293,8 @@ class MuxConnection:
             self._h2.send_data(stream_id, body, end_stream=True)
         except h2.exceptions.FlowControlError:  # a peer with no window for 100 bytes
             self.reset_stream(stream_id)
+        except h2.exceptions.ProtocolError:
+            pass
 
     # -- client side ------------------------------------------------------------------------
 
@@ -293,7 +302,7 @@ class MuxConnection:
     def can_open_stream(self) -> bool:
         """False when the peer's stream limit is reached or the connection is closing."""
         h2c = self._h2
-        if h2c.state_machine.state == h2.connection.ConnectionState.CLOSED:
+        if self._is_closed:
             return False
         limit = h2c.remote_settings.max_concurrent_streams
         return h2c.open_outbound_streams < limit and h2c.highest_outbound_stream_id < _MAX_ID
@@ -318,8 +327,8 @@ class MuxConnection:
         sid = event.stream_id
         status = 0
         for name, value in event.headers or []:
-            if name == b":status":
-                status = int(value)
+            if name == b":status":  # three digits, or no valid status (h2 does not check)
+                status = int(value) if len(value) == 3 and value.isdigit() else 0
         if status == 200:
             self._pending.pop(sid, None)
             out.append(StreamVerdict(sid, Verdict.allow()))
@@ -327,9 +336,21 @@ class MuxConnection:
             self._pending[sid] = (status, self._pending[sid][1])
             if event.stream_ended is not None:
                 self._pending.pop(sid)
-                out.append(StreamVerdict(sid, _refusal(status, b"")))
+                self._refused(sid, _refusal(status, b""), out)
+
+    def _refused(self, stream_id: int, verdict: Verdict, out: list[MuxEvent]) -> None:
+        # The peer ended its side with the refusal; ending ours closes the stream, else it
+        # would count against the peer's stream limit for the life of the connection.
+        if not self._is_closed:  # (after a GOAWAY in the same read, h2 sends nothing more)
+            self.end_stream(stream_id)
+        out.append(StreamVerdict(stream_id, verdict))
 
     # -- both sides -------------------------------------------------------------------------
+
+    @property
+    def _is_closed(self) -> bool:
+        """GOAWAY sent or received: h2 sends no frame of any kind any more."""
+        return bool(self._h2.state_machine.state == h2.connection.ConnectionState.CLOSED)
 
     def send_window(self, stream_id: int) -> int:
         """How many bytes ``send_data`` would take now for this stream."""
@@ -423,5 +444,6 @@ def _refusal(status: int, body: bytes) -> Verdict:
     except ValueError:
         pass
     if not 400 <= status <= 599:
-        return Verdict(502, "malformed", f"unexpected status {status} to a CONNECT")
+        shown = f"status {status}" if status else "no valid :status"
+        return Verdict(502, "malformed", f"unexpected answer to a CONNECT: {shown}")
     return Verdict(status, reason, message)
