@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import Iterable
 from typing import Any, cast
 
 __all__ = ["TLSLayer", "TLSTransport"]
@@ -46,6 +47,10 @@ class TLSTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._layer.write_plain(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Encrypt every buffer, then one write to the socket (no join of the buffers)."""
+        self._layer.write_plain_many(list_of_data)
 
     def write_eof(self) -> None:
         self._layer.write_eof()
@@ -262,6 +267,14 @@ class TLSLayer(asyncio.Protocol):
         if self._is_closing or self._eof_sent:
             return
         self._ssl.write(data)
+        self._flush()
+
+    def write_plain_many(self, buffers: Iterable[bytes | bytearray | memoryview]) -> None:
+        if self._is_closing or self._eof_sent:
+            return
+        write = self._ssl.write
+        for data in buffers:
+            write(data)
         self._flush()
 
     def write_eof(self) -> None:
