@@ -158,6 +158,8 @@ class StreamTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "stream_id":
             return self.stream_id
+        if name == "socket":  # the connection's, shared by every stream: not one stream's to
+            return default  # change (``relay.reset`` would make the whole connection's end a RST)
         return self._session.get_extra_info(name, default)
 
     def get_write_buffer_size(self) -> int:
