@@ -239,10 +239,18 @@ class StreamTransport(asyncio.Transport):
             return
         self._is_gone = True
         self._lost = exc
-        self._inbox.clear()
+        self._hand_back()
         self._held.clear()
         self._session.forget(self.stream_id)
         self._protocol.connection_lost(exc)
+
+    def _hand_back(self) -> None:
+        """Drop the bytes nobody will read, returning their window: the connection's window
+        shrinks for good by every received byte never acknowledged."""
+        mux = self._session.mux
+        for _, flow_bytes in self._inbox:
+            mux.consumed(self.stream_id, flow_bytes)
+        self._inbox.clear()
 
 
 class MuxSession(asyncio.Protocol):
@@ -399,7 +407,9 @@ class MuxSession(asyncio.Protocol):
         return stream
 
     def refuse(self, stream_id: int, verdict: Verdict) -> None:
-        if self.streams.pop(stream_id, None) is not None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            stream._hand_back()  # what the client sent behind its CONNECT is never read
             self.mux.send_verdict(stream_id, verdict)
             self.flush()
 
