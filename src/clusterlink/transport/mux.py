@@ -278,7 +278,6 @@ class MuxSession(asyncio.Protocol):
         self._on_request = on_request
         self._on_refused = on_refused
         self.is_open = True
-        self.is_draining = False  # GOAWAY received or sent: no new streams
 
     # -- TLS side -----------------------------------------------------------------------------
 
@@ -360,18 +359,22 @@ class MuxSession(asyncio.Protocol):
             if self._on_refused is not None:
                 self._on_refused(self, event)
         elif isinstance(event, ConnectionEnded):
-            self.is_draining = True
-            for sid, waiter in list(self._verdicts.items()):
-                if sid > event.last_stream_id and not waiter.done():
-                    waiter.set_exception(
-                        PeerUnreachable(f"peer {self.peer_name} is closing this connection")
-                    )
+            # h2 takes a GOAWAY for the end of the whole connection: no frame of any stream
+            # may follow it, so every stream ends here, as if the connection were lost.
+            who = f"peer {self.peer_name}" if self.peer_name else "the peer"
+            self._close_all(
+                ConnectionResetError(
+                    f"{who} ended the multiplexed connection (GOAWAY, error {event.error_code})"
+                )
+            )
+            assert self.transport is not None
+            self.transport.close()
 
     # -- client side --------------------------------------------------------------------------
 
     @property
     def can_open_stream(self) -> bool:
-        return self.is_open and not self.is_draining and self.mux.can_open_stream
+        return self.is_open and self.mux.can_open_stream
 
     async def open_stream(
         self, export: ExportRef, attributes: Mapping[str, str]
