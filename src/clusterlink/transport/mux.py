@@ -389,6 +389,7 @@ class MuxSession(asyncio.Protocol):
         try:
             verdict = await waiter
         except BaseException:
+            self._verdicts.pop(sid, None)  # no answer will come after our reset
             stream.abort()
             raise
         if not verdict.is_allowed:
