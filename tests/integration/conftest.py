@@ -30,7 +30,7 @@ from tests.integration.documents import (
     privileged_policy,
     selector,
 )
-from tests.integration.gateways import Fabric, Gateway, parse_address
+from tests.integration.gateways import Fabric, Gateway, parse_address, stop_all
 from tests.integration.services import Handler, TCPService
 from tests.integration.waiting import wait_until
 
@@ -75,16 +75,7 @@ def start_gateway(fabric: Fabric) -> Iterator[StartGateway]:
         return gateway
 
     yield start
-    failures = []
-    for gateway in started:
-        try:
-            gateway.stop()
-        except AssertionError as exc:
-            failures.append(str(exc))
-        finally:
-            gateway.kill()  # a no-op after a clean stop
-    if failures:
-        pytest.fail("\n".join(failures))
+    stop_all(started)
 
 
 @dataclass(frozen=True, slots=True)

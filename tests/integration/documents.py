@@ -20,6 +20,7 @@ __all__ = [
     "access_policy",
     "export",
     "import_",
+    "import_from",
     "peer",
     "privileged_policy",
     "selector",
@@ -59,9 +60,10 @@ def _document(kind: str, name: str, spec: Document, *, namespace: str | None) ->
     return {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec}
 
 
-def peer(name: str, address: tuple[str, int]) -> Document:
-    host, port = address
-    return _document("Peer", name, {"gateways": [{"host": host, "port": port}]}, namespace=None)
+def peer(name: str, *addresses: tuple[str, int]) -> Document:
+    """A Peer whose gateways are ``addresses``, in the order they are to be tried."""
+    gateways = [{"host": host, "port": port} for host, port in addresses]
+    return _document("Peer", name, {"gateways": gateways}, namespace=None)
 
 
 def export(name: str, namespace: str, port: int) -> Document:
@@ -71,8 +73,26 @@ def export(name: str, namespace: str, port: int) -> Document:
 def import_(
     name: str, namespace: str, *, peer: str, export_name: str | None = None, port: int = 0
 ) -> Document:
-    source = {"peer": peer, "exportName": export_name or name, "exportNamespace": namespace}
-    spec = {"port": port, "sources": [source]}
+    return import_from(name, namespace, peers=[peer], export_name=export_name, port=port)
+
+
+def import_from(
+    name: str,
+    namespace: str,
+    *,
+    peers: Sequence[str],
+    lb_scheme: str | None = None,
+    export_name: str | None = None,
+    port: int = 0,
+) -> Document:
+    """An Import of the same export from each of ``peers`` (in this order)."""
+    sources = [
+        {"peer": peer, "exportName": export_name or name, "exportNamespace": namespace}
+        for peer in peers
+    ]
+    spec: Document = {"port": port, "sources": sources}
+    if lb_scheme is not None:
+        spec["lbScheme"] = lb_scheme
     return _document("Import", name, spec, namespace=namespace)
 
 

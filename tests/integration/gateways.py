@@ -22,14 +22,17 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.integration.documents import Document, yaml_stream
 from tests.integration.waiting import wait_until
 
-__all__ = ["CLResult", "Fabric", "Gateway", "cl", "parse_address"]
+__all__ = ["CLResult", "Fabric", "Gateway", "cl", "parse_address", "stop_all"]
 
 CLUSTERLINK = (sys.executable, "-m", "clusterlink")
 CLI_TIMEOUT_S = 30.0
@@ -67,11 +70,12 @@ class CLResult:
         return json.loads(self.expect_ok().stdout)
 
 
-def cl(*args: str, stdin: str | None = None) -> CLResult:
-    """Run the CLI once; a run that hangs past ``CLI_TIMEOUT_S`` fails the test."""
+def cl(*args: str, stdin: str | None = None, prefix: Sequence[str] = ()) -> CLResult:
+    """Run the CLI once (behind ``prefix``, e.g. ``ip netns exec NS``); a run that hangs past
+    ``CLI_TIMEOUT_S`` fails the test."""
     try:
         done = subprocess.run(
-            [*CLUSTERLINK, *args],
+            [*prefix, *CLUSTERLINK, *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -106,15 +110,30 @@ class Fabric:
 
 
 class Gateway:
-    """One ``clusterlink gateway run`` process on loopback, and the CLI pointed at it."""
+    """One ``clusterlink gateway run`` process (on loopback unless told otherwise), and the CLI
+    pointed at it.
 
-    def __init__(self, peer_dir: Path, *, log_path: Path, extra_args: tuple[str, ...] = ()) -> None:
+    ``prefix`` goes before every command of this gateway, its own and the CLI's: the
+    multisite tests run both inside a network namespace with ``ip netns exec NS``.
+    """
+
+    def __init__(
+        self,
+        peer_dir: Path,
+        *,
+        log_path: Path,
+        extra_args: tuple[str, ...] = (),
+        prefix: Sequence[str] = (),
+        listen: str = "127.0.0.1:0",
+        admin_listen: str = "127.0.0.1:0",
+    ) -> None:
         self.peer_dir = peer_dir
         self.log_path = log_path
         self.info_path = peer_dir / "gateway.json"
+        self.prefix = tuple(prefix)
         self.is_stopped = False
-        command = [*CLUSTERLINK, "gateway", "run", "--peer-dir", str(peer_dir)]
-        command += ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *extra_args]
+        command = [*prefix, *CLUSTERLINK, "gateway", "run", "--peer-dir", str(peer_dir)]
+        command += ["--listen", listen, "--admin-listen", admin_listen, *extra_args]
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command,
@@ -164,7 +183,7 @@ class Gateway:
 
     def cl(self, *args: str, stdin: str | None = None) -> CLResult:
         """``clusterlink --peer-dir DIR ...``: the admin address comes from gateway.json."""
-        return cl("--peer-dir", str(self.peer_dir), *args, stdin=stdin)
+        return cl("--peer-dir", str(self.peer_dir), *args, stdin=stdin, prefix=self.prefix)
 
     def apply(self, *documents: Document) -> CLResult:
         return self.cl("apply", "-f", "-", stdin=yaml_stream(*documents)).expect_ok()
@@ -226,7 +245,23 @@ class Gateway:
         self.is_stopped = True
 
     def kill(self) -> None:
-        """SIGKILL, for clean-up after a failure; never a substitute for ``stop``."""
+        """SIGKILL: for clean-up after a failure, or as the crash a test is about; never a
+        substitute for ``stop``."""
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=STOP_TIMEOUT_S)
+
+
+def stop_all(gateways: Iterable[Gateway]) -> None:
+    """``stop`` each gateway (SIGKILL after a failed stop) and fail the test once, with every
+    failure, after all were tried."""
+    failures = []
+    for gateway in gateways:
+        try:
+            gateway.stop()
+        except AssertionError as exc:
+            failures.append(str(exc))
+        finally:
+            gateway.kill()  # a no-op after a clean stop
+    if failures:
+        pytest.fail("\n".join(failures))
