@@ -4,7 +4,7 @@ Bytes must arrive unchanged and in full, a half-close must cross the tunnel in e
 direction (asyncio's TLS transport cannot do it, so this is where our own TLS layer is
 proven), and a tunnel that cannot be opened must reset the client with the reason in the log.
 All of it in both tunnel modes of the source gateway: ``basic`` (a TLS connection per tunnel)
-and ``mux`` (HTTP/2 streams of one connection).
+and ``mux`` (streams of one multiplexed connection).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ MB = 1024 * 1024
 
 @pytest.fixture(scope="module", params=["basic", "mux"])
 def tunnel_mode(request: pytest.FixtureRequest) -> str:
-    """Every test here runs with one TLS connection per tunnel and with HTTP/2 streams."""
+    """Every test here runs with one TLS connection per tunnel and with multiplexed streams."""
     mode: str = request.param
     return mode
 

@@ -1,12 +1,12 @@
 """A tunnel from ``PeerConnector`` (gateway "a") through ``PeerListener`` (gateway "b") to a
 service, in both tunnel modes, over real loopback sockets with the fabric's certificates.
 
-The same checks run with ``DataplaneSettings(multiplex=True)`` (HTTP/2 streams of one
-connection, ALPN ``h2``) and ``multiplex=False`` (one TLS connection per tunnel, ALPN
+The same checks run with ``DataplaneSettings(multiplex=True)`` (streams of one
+connection, ALPN ``clusterlink-mux/1``) and ``multiplex=False`` (one TLS connection per tunnel, ALPN
 ``clusterlink/1``): bytes both ways with half-close, a refusal reaching the connector as the
 listener's verdict, and how many connections the tunnels cost. Then the fallback: a
 multiplexing connector against a listener that serves only ``clusterlink/1`` (an older
-gateway) opens its tunnels in the basic mode, and stops asking for ``h2`` after the first.
+gateway) opens its tunnels in the basic mode, and stops asking for the mux mode after the first.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Gateways:
     gateway: Gateway
     service: list[Endpoint]  # one per connection the service accepted
     n_accepted: int = 0  # TLS connections the listener accepted
-    n_mux_dials: int = 0  # connections the connector dialed asking for h2
+    n_mux_dials: int = 0  # connections the connector dialed asking for the mux mode
 
     async def open(self, export: ExportRef = DB) -> tuple[asyncio.Transport, Endpoint]:
         """A tunnel to ``export``, with the test's client end on it."""
@@ -111,7 +111,7 @@ async def gateways(
         result.n_accepted += 1
         return server_context
 
-    def dialing_h2() -> ssl.SSLContext:
+    def dialing_mux() -> ssl.SSLContext:
         result.n_mux_dials += 1
         return mux_context
 
@@ -130,7 +130,7 @@ async def gateways(
     host, port = await listener.start(LOCALHOST, 0)
     basic_context = peer_client_context(fabric.a, [ALPN_PROTOCOL])
     connector = PeerConnector(
-        context=lambda: basic_context, mux_context=dialing_h2, settings=settings
+        context=lambda: basic_context, mux_context=dialing_mux, settings=settings
     )
     result = Gateways(connector, listener, Gateway(host=host, port=port), service)
     return result
@@ -201,7 +201,7 @@ def test_a_multiplexing_connector_falls_back_to_the_basic_mode_with_an_older_gat
             assert tunnel.get_extra_info("alpn_protocol") == ALPN_PROTOCOL
             await talk(client, gw.service[0], 1)
 
-            tunnel, client = await gw.open()  # no second try at h2 with this gateway
+            tunnel, client = await gw.open()  # no second try at the mux mode with this gateway
             assert isinstance(tunnel, TLSTransport)
             await talk(client, gw.service[1], 2)
             assert gw.n_mux_dials == 1

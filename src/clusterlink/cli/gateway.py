@@ -69,7 +69,7 @@ def gateway_run(
         TunnelMode,
         typer.Option(
             case_sensitive=False,
-            help="How this gateway opens tunnels: mux = HTTP/2 streams of one connection per "
+            help="How this gateway opens tunnels: mux = streams of one connection per "
             "peer gateway; basic = one TLS connection per tunnel. Both are always accepted.",
         ),
     ] = TunnelMode.MUX,

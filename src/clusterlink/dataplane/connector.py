@@ -43,7 +43,7 @@ class TunnelRefused(ClusterLinkError):
 
 
 class _NoMultiplex(PeerUnreachable):
-    """The gateway did not negotiate ``h2``: use the basic mode with it from now on."""
+    """The gateway did not negotiate the multiplexed mode: use the basic mode with it."""
 
 
 class _LostBeforeAnswer(PeerUnreachable):
@@ -111,7 +111,7 @@ class PeerConnector:
         self._settings = settings
         self._pools: dict[tuple[str, str, int], WarmPool] = {}
         self._mux_pools: dict[tuple[str, str, int], MuxPool] = {}
-        self._basic_only: set[tuple[str, str, int]] = set()  # gateways that refused h2
+        self._basic_only: set[tuple[str, str, int]] = set()  # gateways without the mux mode
 
     def _dialer(
         self, peer: str, gateway: Gateway, context: Callable[[], ssl.SSLContext]

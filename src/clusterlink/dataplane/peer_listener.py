@@ -3,9 +3,9 @@
 Sequence for one accepted connection (the target side of DESIGN §5):
 
     TLS handshake (fabric CA only) -> caller = peer name from the verified certificate
-    -> by ALPN: ``clusterlink/1`` (basic: HTTP/1.1, one tunnel per connection) or ``h2``
-       (multiplexed: every HTTP/2 stream is a tunnel)
-    -> for each CONNECT: caller is a defined Peer (403) -> export lookup (404)
+    -> by ALPN: ``clusterlink/1`` (basic: HTTP/1.1, one tunnel per connection) or
+       ``clusterlink-mux/1`` (multiplexed: every stream of the connection is a tunnel)
+    -> for each CONNECT (basic) or OPEN (mux): caller is a defined Peer (403) -> export lookup (404)
        -> ingress policy (403) -> dial the service (502) -> 200 -> relay
     -> basic mode also answers GET /healthz, and the connection stays for the next request
 

@@ -19,7 +19,7 @@ class DataplaneSettings:
     refuse_grace_s: float = 1.0  # a refused client is reset once it speaks, or after this
     pool_size: int = 2  # warm connections kept per peer gateway once it has been used
     pool_max_idle_s: float = 30.0  # a warm connection older than this is not handed out
-    multiplex: bool = True  # new tunnels as HTTP/2 streams; False: one TLS connection each
+    multiplex: bool = True  # new tunnels as streams of one connection; False: one each
     mux: MuxSettings = field(default_factory=MuxSettings)
 
     def __post_init__(self) -> None:

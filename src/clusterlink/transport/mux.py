@@ -1,6 +1,7 @@
-"""Multiplexed connections: HTTP/2 streams of one mTLS connection, each seen as a transport.
+"""Multiplexed connections: streams of one mTLS connection, each seen as a transport.
 
-``MuxSession`` is the application protocol of a ``TLSLayer`` whose ALPN is ``h2``; it drives
+``MuxSession`` is the application protocol of a ``TLSLayer`` whose ALPN is
+``clusterlink-mux/1``; it drives
 a sans-io ``protocol.mux.MuxConnection`` and gives every tunnel a ``StreamTransport``, a real
 ``asyncio.Transport``, so the relay (``dataplane.relay``) runs on a stream exactly as on a TCP
 socket:
@@ -10,9 +11,11 @@ socket:
 - ``pause_reading`` stops *acknowledging*: the peer's window for this stream closes and it
   stops sending, while the other streams flow on; data already in flight is held (at most one
   window) and delivered on ``resume_reading``;
-- ``write_eof`` is ``END_STREAM`` (after the bytes still held), ``abort`` is ``RST_STREAM``;
-  a received ``RST_STREAM`` or the loss of the whole connection is ``connection_lost`` with a
-  ``ConnectionResetError``, so the relay resets the other side as it would for TCP.
+- ``write_eof`` is END (after the bytes still held), ``abort`` is RESET; a received RESET or
+  the loss of the whole connection is ``connection_lost`` with a ``ConnectionResetError``, so
+  the relay resets the other side as it would for TCP.
+- received bytes are handed on as ``memoryview`` slices of the decrypted record (no copy);
+  every consumer on our data path (the relay, TCP and TLS transports) takes any buffer.
 
 When the TLS connection's own buffer fills, every stream's producer is paused at once.
 Frames are written out after each batch of incoming events and after each write, so nothing
@@ -62,8 +65,10 @@ class StreamTransport(asyncio.Transport):
         self._session = session
         self.stream_id = stream_id
         self._protocol: asyncio.Protocol = _Unattached()
-        self._held = bytearray()  # written, not yet sent (window closed)
-        self._inbox: deque[tuple[bytes, int]] = deque()  # received while reading paused
+        # Written, not yet sent (window closed): chunks as they were written, no copies.
+        self._held: deque[bytes | memoryview] = deque()
+        self._held_bytes = 0
+        self._inbox: deque[memoryview] = deque()  # received while reading paused
         self._reading_paused = True  # until the relay attaches and resumes
         self._writing_paused = False
         self._eof_wanted = False  # write_eof() called while bytes were held
@@ -80,15 +85,17 @@ class StreamTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or self._sent_end or self._is_gone:
             return
-        if self._held:
-            self._held += data
-        else:
-            mux = self._session.mux
-            sent = mux.send_data(self.stream_id, data)
-            if sent < len(data):
-                self._held += data[sent:]
+        if isinstance(data, bytearray):
+            data = bytes(data)  # its owner may change it after we return
+        if not self._held:
+            sent = self._session.mux.send_data(self.stream_id, data)
             self._session.flush()
-        if len(self._held) > self._high_water and not self._writing_paused:
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+        self._held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes > self._high_water and not self._writing_paused:
             self._writing_paused = True
             self._protocol.pause_writing()
 
@@ -163,7 +170,7 @@ class StreamTransport(asyncio.Transport):
         return self._session.get_extra_info(name, default)
 
     def get_write_buffer_size(self) -> int:
-        return len(self._held)
+        return self._held_bytes
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._high_water = _HIGH_WATER if high is None else high
@@ -173,22 +180,22 @@ class StreamTransport(asyncio.Transport):
 
     # -- driven by the session -----------------------------------------------------------------
 
-    def _on_data(self, data: bytes, flow_bytes: int) -> None:
+    def _on_data(self, data: memoryview) -> None:
         if self._closing:  # nobody reads any more: hand the window back, drop the bytes
-            self._session.mux.consumed(self.stream_id, flow_bytes)
+            self._session.mux.consumed(self.stream_id, len(data))
             return
         if self._reading_paused or self._inbox:
-            self._inbox.append((data, flow_bytes))
+            self._inbox.append(data)
             return
-        self._protocol.data_received(data)
-        self._session.mux.consumed(self.stream_id, flow_bytes)
+        self._protocol.data_received(data)  # type: ignore[arg-type]  # any buffer will do
+        self._session.mux.consumed(self.stream_id, len(data))
 
     def _deliver_inbox(self) -> None:
         mux = self._session.mux
         while self._inbox and not self._reading_paused:
-            data, flow_bytes = self._inbox.popleft()
-            self._protocol.data_received(data)
-            mux.consumed(self.stream_id, flow_bytes)
+            data = self._inbox.popleft()
+            self._protocol.data_received(data)  # type: ignore[arg-type]  # any buffer will do
+            mux.consumed(self.stream_id, len(data))
         self._session.flush()
         if not self._inbox and self._got_end and not self._reading_paused:
             self._deliver_end()
@@ -210,11 +217,18 @@ class StreamTransport(asyncio.Transport):
     def _on_window(self) -> None:
         if not self._held:
             return
-        sent = self._session.mux.send_data(self.stream_id, self._held)
-        del self._held[:sent]
-        if not self._held and self._eof_wanted and not self._sent_end:
+        mux, held = self._session.mux, self._held
+        while held:
+            chunk = held[0]
+            sent = mux.send_data(self.stream_id, chunk)
+            self._held_bytes -= sent
+            if sent < len(chunk):
+                held[0] = memoryview(chunk)[sent:]
+                break
+            held.popleft()
+        if not held and self._eof_wanted and not self._sent_end:
             self._send_end()
-        if self._writing_paused and len(self._held) <= self._high_water // 4:
+        if self._writing_paused and self._held_bytes <= self._high_water // 4:
             self._writing_paused = False
             self._protocol.resume_writing()
         self._maybe_gone()
@@ -241,24 +255,24 @@ class StreamTransport(asyncio.Transport):
         self._lost = exc
         self._hand_back()
         self._held.clear()
+        self._held_bytes = 0
         self._session.forget(self.stream_id)
         self._protocol.connection_lost(exc)
 
     def _hand_back(self) -> None:
-        """Drop the bytes nobody will read, returning their window: the connection's window
-        shrinks for good by every received byte never acknowledged."""
+        """Drop the bytes nobody will read, handing their credit back to the sender."""
         mux = self._session.mux
-        for _, flow_bytes in self._inbox:
-            mux.consumed(self.stream_id, flow_bytes)
+        for data in self._inbox:
+            mux.consumed(self.stream_id, len(data))
         self._inbox.clear()
 
 
 class MuxSession(asyncio.Protocol):
     """The application protocol of one multiplexed mTLS connection (either end).
 
-    Client side: ``open_stream`` sends a CONNECT and returns the stream once the peer said
-    ``200``. Server side: ``on_request(session, stream_id, request)`` is called for every
-    valid CONNECT and answers with ``accept`` or ``refuse``.
+    Client side: ``open_stream`` sends an OPEN and returns the stream with the peer's
+    verdict. Server side: ``on_request(session, event)`` is called for every valid OPEN and
+    answers with ``accept`` or ``refuse``.
     """
 
     def __init__(
@@ -323,9 +337,7 @@ class MuxSession(asyncio.Protocol):
         if isinstance(event, StreamData):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                stream._on_data(event.data, event.flow_bytes)
-            else:  # a stream we gave up on: hand the window back all the same
-                self.mux.consumed(event.stream_id, event.flow_bytes)
+                stream._on_data(event.data)
         elif isinstance(event, StreamEnded):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
@@ -341,7 +353,7 @@ class MuxSession(asyncio.Protocol):
         elif isinstance(event, StreamReset):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                reason = f"the peer reset the stream (HTTP/2 error {event.error_code})"
+                reason = f"the peer reset the stream (code {event.error_code})"
                 stream._gone(ConnectionResetError(reason))
         elif isinstance(event, StreamVerdict):
             waiter = self._verdicts.pop(event.stream_id, None)
@@ -359,16 +371,12 @@ class MuxSession(asyncio.Protocol):
             if self._on_refused is not None:
                 self._on_refused(self, event)
         elif isinstance(event, ConnectionEnded):
-            # h2 takes a GOAWAY for the end of the whole connection: no frame of any stream
-            # may follow it, so every stream ends here, as if the connection were lost.
+            # GOAWAY: the peer takes no new streams; those it already took go on. Ours that
+            # it never saw will not be answered.
             who = f"peer {self.peer_name}" if self.peer_name else "the peer"
-            self._close_all(
-                ConnectionResetError(
-                    f"{who} ended the multiplexed connection (GOAWAY, error {event.error_code})"
-                )
-            )
-            assert self.transport is not None
-            self.transport.close()
+            for sid, waiter in list(self._verdicts.items()):
+                if sid > event.last_stream_id and not waiter.done():
+                    waiter.set_exception(PeerUnreachable(f"{who} is closing this connection"))
 
     # -- client side --------------------------------------------------------------------------
 
@@ -379,7 +387,7 @@ class MuxSession(asyncio.Protocol):
     async def open_stream(
         self, export: ExportRef, attributes: Mapping[str, str]
     ) -> tuple[StreamTransport, Verdict]:
-        """CONNECT on a new stream; the stream (reading paused) and the peer's verdict."""
+        """OPEN a new stream; the stream (reading paused) and the peer's verdict."""
         if not self.can_open_stream:
             raise PeerUnreachable(f"no more streams on this connection to {self.peer_name}")
         sid = self.mux.open_stream(export, attributes)
@@ -413,16 +421,16 @@ class MuxSession(asyncio.Protocol):
     def refuse(self, stream_id: int, verdict: Verdict) -> None:
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
-            stream._hand_back()  # what the client sent behind its CONNECT is never read
+            stream._hand_back()  # what the client sent behind its OPEN is never read
             self.mux.send_verdict(stream_id, verdict)
             self.flush()
 
     # -- plumbing -----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        data = self.mux.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        buffers = self.mux.data_to_send()
+        if buffers and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(buffers)
 
     def forget(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
