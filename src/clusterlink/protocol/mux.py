@@ -32,7 +32,8 @@ Unknown frame types are ignored, so the protocol can grow.
 Flow control is per stream and credit-based: a receiver hands credit back (WINDOW) only for
 bytes its consumer has taken (``consumed``), so a stalled consumer stops its sender while the
 other streams flow on. There is no connection-level window: TCP's own back-pressure covers
-the connection, and per-connection memory is bounded by streams x stream window.
+the connection, and per-connection memory is bounded by streams x stream window (a server
+enforces at least ``DEFAULT_STREAM_WINDOW``, which a client may use before SETTINGS arrive).
 """
 
 from __future__ import annotations
@@ -381,9 +382,11 @@ class MuxConnection:
         if self._draining or len(self._streams) >= self.settings.max_concurrent_streams:
             self._out.append(_frame(RESET, stream_id, _U32.pack(RESET_REFUSED)))
             return
-        stream = self._streams[stream_id] = _Stream(
-            self._peer_window, self.settings.stream_window_bytes
-        )
+        # A client that has not read our SETTINGS yet may send the default window's worth;
+        # we cannot tell when it has, so a window of ours below the default is never enforced
+        # below the default.
+        credit = max(self.settings.stream_window_bytes, DEFAULT_STREAM_WINDOW)
+        stream = self._streams[stream_id] = _Stream(self._peer_window, credit)
         try:
             request = _parse_open(payload)
         except ProtocolError as exc:
