@@ -127,15 +127,19 @@ class Gateway:
         admin_addr = _parse(config.admin_listen, "--admin-listen")
         self.store = store = SQLiteStore(config.state_path or self.peer_dir.path / "state.db")
         catalog = Catalog(store)
-        health = PeerHealth(context=lambda: self._client_context, settings=config.health)
-        metrics = GatewayMetrics(peers=health.samples)
-        tunnels = TunnelRegistry(idle_timeout_s=settings.idle_timeout_s, metrics=metrics)
-        metrics.live_tunnels = tunnels.samples
         connector = PeerConnector(
             context=lambda: self._client_context,
             mux_context=lambda: self._mux_client_context,
             settings=settings,
         )
+        health = PeerHealth(
+            context=lambda: self._client_context,
+            settings=config.health,
+            on_silent=connector.fail_pending,
+        )
+        metrics = GatewayMetrics(peers=health.samples)
+        tunnels = TunnelRegistry(idle_timeout_s=settings.idle_timeout_s, metrics=metrics)
+        metrics.live_tunnels = tunnels.samples
         imports = ImportListeners(
             host=config.import_host,
             catalog=catalog,

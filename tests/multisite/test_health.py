@@ -28,6 +28,7 @@ pytestmark = pytest.mark.multisite
 
 CUT_DETECTION_BOUND_S = 15.0  # 5 beats that each time out after 1 s, plus slack
 RECOVERY_BOUND_S = 10.0
+EARLY_FAILOVER_BOUND_S = 4.0  # one beat timeout (1 s) and an interval, plus slack
 SILENT_S = 1.5  # > 5 beats of 0.2 s: what would turn a peer unreachable if none answered
 
 
@@ -44,6 +45,12 @@ def test_a_site_whose_link_is_cut_turns_unreachable_with_the_reason_and_back_whe
 
     cut_at = time.time()
     network.cut(b.site)
+    # A connection made right after the cut, long before b is declared unreachable: its open
+    # on b waits until b misses a heartbeat (at most one beat timeout), then c serves it;
+    # it never waits out the 15 s verdict timeout.
+    early = talk_in(a.site, address, timeout_s=EARLY_FAILOVER_BOUND_S)
+    early_served_at = time.time()
+    assert (early.received, early.end) == (b"c", "eof"), str(early)
     entry = a.wait_reachable("b", False, timeout_s=CUT_DETECTION_BOUND_S)
     unreachable_at = time.time()
     # The unreachable primary is tried last: the backup serves at once, no wait on b.
@@ -66,6 +73,9 @@ def test_a_site_whose_link_is_cut_turns_unreachable_with_the_reason_and_back_whe
     report(
         record_property,
         {
+            "link cut -> a connection made at once served by the backup": (
+                early_served_at - cut_at
+            ),
             "link cut -> b unreachable in `status -o json`": unreachable_at - cut_at,
             "unreachable in status -> a connection served by the backup": (
                 served_at - unreachable_at

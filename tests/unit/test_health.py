@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from clusterlink.api import Peer, resource_from_dict, to_dict, with_status
+from clusterlink.api import Gateway, Peer, resource_from_dict, to_dict, with_status
 from clusterlink.controlplane.authz import LocalPeer
 from clusterlink.controlplane.catalog import Catalog
 from clusterlink.controlplane.health import HealthSettings, PeerHealth, PeerState, Reachability
@@ -219,6 +219,7 @@ class Watcher:
     health: PeerHealth
     changes: list[Change] = field(default_factory=list)
     n_dials: int = 0
+    silent: list[tuple[str, int]] = field(default_factory=list)  # (peer, gateway port)
 
     def reachability_changes(self) -> list[tuple[str, bool | None]]:
         return [(c.peer, c.reachable) for c in self.changes]
@@ -238,7 +239,12 @@ async def watcher(fabric: Fabric, gateway_b: PeerGateway) -> AsyncIterator[Watch
         reachable = state.reachability.reachable
         watched.changes.append(Change(name, reachable, gateway_b.n_heartbeats, watched.n_dials))
 
-    health = PeerHealth(context=dialing, settings=settings, on_change=on_change)
+    def on_silent(name: str, gateway: Gateway) -> None:
+        watched.silent.append((name, gateway.port))
+
+    health = PeerHealth(
+        context=dialing, settings=settings, on_change=on_change, on_silent=on_silent
+    )
     watched = Watcher(health)
     yield watched
     await health.close()
@@ -393,3 +399,23 @@ async def test_connections_try_first_the_gateways_that_answered_the_latest_beat(
     await gateway_b.close()  # now the other way round: b is gone ...
     await gateway_b.start(dead_port)  # ... and the first address answers
     await until(lambda: watcher.health.gateways_in_order("b", spec) == spec)
+
+
+async def test_a_peer_whose_every_gateway_missed_the_latest_beat_is_silent_and_reported(
+    gateway_b: PeerGateway, watcher: Watcher
+) -> None:
+    reserved, dead_port = free_port_refusing_connections()
+    with reserved, socket.socket() as mute:
+        mute.bind((LOCALHOST, 0))
+        mute.listen()  # TCP connects, TLS never answers: a beat there times out
+        mute_port = mute.getsockname()[1]
+        port = await gateway_b.start()
+        watcher.health.sync({"b": peer("b", dead_port, port)})
+        await until(lambda: ("b", dead_port) in watcher.silent)  # told at the first miss
+        await until(lambda: gateway_b.n_heartbeats >= 3)
+        assert not watcher.health.is_silent("b")  # one gateway still answers
+        assert ("b", port) not in watcher.silent
+        watcher.health.sync({"b": peer("b", dead_port, mute_port)})  # now none answers
+        await until(lambda: watcher.health.is_silent("b"))
+        assert ("b", mute_port) in watcher.silent
+        assert not watcher.health.is_unreachable("b")  # silent comes first, at the first miss

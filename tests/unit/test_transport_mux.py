@@ -582,6 +582,32 @@ def test_an_open_that_gets_no_answer_in_time_leaves_no_stream_at_either_end(
     run(scenario())
 
 
+def test_opens_waiting_on_a_silent_peer_fail_at_once_and_open_tunnels_go_on(
+    run: Run, fabric: Fabric
+) -> None:
+    """What ``fail_pending`` is for: the peer missed a heartbeat, so the opens still waiting
+    for its verdict give up now (their clients try another source) instead of waiting out the
+    verdict timeout; a tunnel already open on the same connection is not touched."""
+
+    async def scenario() -> None:
+        link = await mux_link(fabric)
+        stream, served = await link.open()
+        client, server = attach(stream, Endpoint()), attach(served, Endpoint())
+        waiting = asyncio.create_task(link.client.open_stream(DB, {}))
+        await link.request()  # it reached the peer, which will not answer
+        link.client.fail_pending("peer b missed its heartbeat; trying elsewhere")
+        with pytest.raises(PeerUnreachable, match="missed its heartbeat"):
+            async with asyncio.timeout(WAIT_S):
+                await waiting
+        assert link.client._verdicts == {}
+        stream.write(b"still here")
+        assert await server.read(len(b"still here")) == b"still here"
+        served.write(b"and answered")
+        assert await client.read(len(b"and answered")) == b"and answered"
+
+    run(scenario())
+
+
 def test_a_peer_that_breaks_the_protocol_loses_the_connection_and_every_tunnel_on_it(
     run: Run, fabric: Fabric, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -163,14 +163,23 @@ class PeerHealth:
         context: Callable[[], ssl.SSLContext],
         settings: HealthSettings,
         on_change: Callable[[str, PeerState], None] | None = None,
+        on_silent: Callable[[str, Gateway], None] | None = None,
     ) -> None:
         self._context = context
         self.settings = settings
         self._on_change = on_change
+        self._on_silent = on_silent  # a gateway failed a beat: opens waiting on it can stop
         self.states: dict[str, PeerState] = {}
         self._loops: dict[str, tuple[tuple[Gateway, ...], asyncio.Task[None]]] = {}
 
     # -- what the data plane asks ---------------------------------------------------------
+
+    def is_silent(self, peer: str) -> bool:
+        """Every gateway of the peer failed its latest beat: likely gone, not yet declared
+        unreachable (that takes ``unreachable_after`` beats). Its sources are tried last."""
+        state = self.states.get(peer)
+        loop = self._loops.get(peer)
+        return state is not None and loop is not None and state.silent >= set(loop[0])
 
     def is_unreachable(self, peer: str) -> bool:
         state = self.states.get(peer)
@@ -337,6 +346,8 @@ class PeerHealth:
             return
         if failed:
             state.silent.add(gateway)
+            if self._on_silent is not None:
+                self._on_silent(peer, gateway)
         else:
             state.silent.discard(gateway)
 

@@ -258,6 +258,14 @@ class PeerConnector:
         self._pools.clear()
         self._mux_pools.clear()
 
+    def fail_pending(self, peer: str, gateway: Gateway) -> None:
+        """The gateway missed a heartbeat: tunnels still waiting for its verdict give up now
+        and try their next source, instead of waiting out ``verdict_timeout_s``."""
+        pool = self._mux_pools.get((peer, gateway.host, gateway.port))
+        if pool is not None:
+            where = format_address((gateway.host, gateway.port))
+            pool.fail_pending(f"peer {peer} at {where} missed its heartbeat; trying elsewhere")
+
     def forget_peer(self, peer: str) -> None:
         """Drop warm connections to a peer that was deleted or changed its gateways."""
         for key in [k for k in self._pools if k[0] == peer]:

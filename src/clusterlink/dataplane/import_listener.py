@@ -52,6 +52,8 @@ class PeerView(Protocol):
 
     def is_unreachable(self, peer: str) -> bool: ...
 
+    def is_silent(self, peer: str) -> bool: ...
+
     def labels_of(self, peer: str) -> Mapping[str, str]: ...
 
     def gateways_in_order(self, peer: str, gateways: Sequence[Gateway]) -> list[Gateway]: ...
@@ -207,9 +209,7 @@ class ImportListeners:
         src = egress_source_attributes(self.local, client_ip)
         failures: list[str] = []
         only_denials = True
-        order = self.balancer.order(
-            key, imp.spec.sources, imp.spec.lb_scheme, lambda s: self.peers.is_unreachable(s.peer)
-        )
+        order = self.balancer.order(key, imp.spec.sources, imp.spec.lb_scheme, self._try_last)
         for source in order:
             target = _describe(source)
             peer = snapshot.peers.get(source.peer)
@@ -261,6 +261,10 @@ class ImportListeners:
         outcome = "denied" if only_denials else "failed"
         metrics.connections.labels("egress", resource, "", outcome).inc()
         await session.reset_when_heard(self.refuse_grace_s)
+
+    def _try_last(self, source: ImportSource) -> bool:
+        """Unreachable, or silent at the latest heartbeat: its turn comes after the others."""
+        return self.peers.is_unreachable(source.peer) or self.peers.is_silent(source.peer)
 
     def _still_allowed(
         self, key: NamespacedName, source: ImportSource, src: Mapping[str, str]

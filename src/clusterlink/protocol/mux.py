@@ -319,8 +319,7 @@ class MuxConnection:
         stream.recv_credit -= len(data)
         if stream.recv_credit < 0:
             raise ProtocolError(f"stream {stream_id} sent past its flow-control window")
-        if data:
-            events.append(StreamData(stream_id, data))
+        events.append(StreamData(stream_id, data))  # never empty: see receive_data
 
     def _on_control(
         self, kind: int, stream_id: int, payload: bytes, events: list[MuxEvent]
@@ -423,13 +422,19 @@ class MuxConnection:
 
     def open_stream(self, export: ExportRef, attributes: Mapping[str, str]) -> int:
         """Send an OPEN for ``export``; the answer comes as a ``StreamVerdict``."""
-        sid = self._next_id
-        self._next_id += 2
-        self._streams[sid] = _Stream(self._peer_window, self.settings.stream_window_bytes)
         target = f"{export.namespace}/{export.name}"
         if attributes:
             target += "\n" + encode_attributes(attributes)
-        self._out.append(_frame(OPEN, sid, target.encode("ascii")))
+        payload = target.encode("ascii")
+        if len(payload) > _MAX_CONTROL_BYTES:  # the peer would close the whole connection
+            raise ProtocolError(
+                f"the client attributes of this tunnel encode to {len(payload)} bytes, "
+                f"over the limit of {_MAX_CONTROL_BYTES}"
+            )
+        sid = self._next_id
+        self._next_id += 2
+        self._streams[sid] = _Stream(self._peer_window, self.settings.stream_window_bytes)
+        self._out.append(_frame(OPEN, sid, payload))
         return sid
 
     def _on_verdict(self, stream_id: int, payload: bytes, events: list[MuxEvent]) -> None:
@@ -464,6 +469,8 @@ class MuxConnection:
         stream = self._streams.get(stream_id)
         if stream is None or stream.local_ended:
             return 0
+        if isinstance(data, memoryview) and data.itemsize != 1:
+            data = data.cast("B")  # lengths below count bytes, not items
         n = min(len(data), stream.send_window, _MAX_DATA_FRAME)
         if n <= 0:
             return 0

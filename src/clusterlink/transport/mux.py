@@ -404,6 +404,14 @@ class MuxSession(asyncio.Protocol):
             self.forget(sid)
         return stream, verdict
 
+    def fail_pending(self, reason: str) -> None:
+        """Stop waiting for the verdicts of our opens (the peer seems gone): each fails with
+        ``PeerUnreachable`` now, so its client can be served by another source at once.
+        Tunnels already open are left alone."""
+        for waiter in list(self._verdicts.values()):
+            if not waiter.done():
+                waiter.set_exception(PeerUnreachable(reason))
+
     # -- server side --------------------------------------------------------------------------
 
     def accept(self, stream_id: int) -> StreamTransport | None:

@@ -41,6 +41,11 @@ class MuxPool:
         finally:
             self._dialing = None
 
+    def fail_pending(self, reason: str) -> None:
+        """Fail the opens waiting for a verdict on this gateway's sessions (see MuxSession)."""
+        for session in self._sessions:
+            session.fail_pending(reason)
+
     def close(self) -> None:
         if self._dialing is not None:
             self._dialing.cancel()
