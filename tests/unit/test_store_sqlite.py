@@ -389,3 +389,28 @@ def test_threads_can_share_a_store(store):
         thread.join()
     assert len(store.list("export")) == 80
     assert store.revision == 160
+
+
+@pytest.mark.parametrize("which", ["state file", "journal", "directory"])
+def test_state_made_read_only_under_a_running_store_refuses_every_write_clearly(path, which):
+    """In WAL mode a read-only state file or directory would not fail the write (it lands in
+    the journal): the store must refuse it itself, and name what is read-only."""
+    target = {"state file": path, "journal": Path(f"{path}-wal"), "directory": path.parent}
+    with SQLiteStore(path) as store:
+        store.apply([export("a")])
+        before, revision = everything(store), store.revision
+        with read_only(target[which]):
+            for write in (
+                lambda: store.apply([export("b")]),
+                lambda: store.delete([export_key("a")]),
+                lambda: store.set_status(export_key("a"), {}),
+            ):
+                with pytest.raises(StoreError) as caught:
+                    write()
+                assert str(path) in str(caught.value)
+                assert "is read-only; make it and its directory writable" in str(caught.value)
+            assert everything(store) == before
+            assert store.revision == revision
+        store.apply([export("b")])
+    with SQLiteStore(path) as store:
+        assert [r.metadata.name for r in store.list("export")] == ["a", "b"]

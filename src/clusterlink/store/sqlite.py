@@ -10,7 +10,9 @@ Concurrency: one connection guarded by one lock; every public method is one tran
 same file waits up to ``busy_timeout_s`` and then gets a ``StoreError``.
 
 Failure: every ``sqlite3`` error is rolled back first and then raised as a ``StoreError`` that
-names the file and says what to do (disk full, read-only, corrupt, locked). The file is
+names the file and says what to do (disk full, read-only, corrupt, locked). A write first
+checks that the file, its journal files and their directory are writable (see
+``_check_writable``: in WAL mode SQLite would not notice). The file is
 created ``0600``; the documents may name internal hosts.
 
 Not here: validation (``api`` did it before anything reaches the store) and caching (callers
@@ -70,6 +72,7 @@ _SCHEMA = (
     """,
 )
 _KEY = "kind = ? AND namespace = ? AND name = ?"
+_JOURNALS = ("-wal", "-shm")  # the files SQLite keeps beside the state file in WAL mode
 
 
 class SQLiteStore:
@@ -219,6 +222,7 @@ class SQLiteStore:
                 raise StoreError(f"cannot {doing}: the state store {self.path} is closed")
             try:
                 if write:
+                    self._check_writable(doing)
                     conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 if write:
@@ -230,6 +234,30 @@ class SQLiteStore:
                 if isinstance(exc, sqlite3.Error):
                     raise self._error(exc, doing) from exc
                 raise
+
+    def _check_writable(self, doing: str) -> None:
+        """Refuse a write that the files could not keep, before anything is written.
+
+        In WAL mode SQLite writes a transaction to the journal (``-wal``) and copies it into
+        the state file later, at a checkpoint, and it creates and removes its journal files
+        in the state file's directory. So a read-only state file or directory does not fail
+        the write itself: the change would be acknowledged while SQLite cannot finish its
+        work (a read-only file is never checkpointed, its journal only grows, and the next
+        start refuses the file; a read-only directory keeps SQLite from managing its
+        journal files). A read-only journal fails the write, but only as "disk I/O error".
+        Asking first (a few ``access`` calls; writes are rare) makes each of them one clear
+        refusal.
+        """
+        journals = [self.path.with_name(self.path.name + suffix) for suffix in _JOURNALS]
+        for path, what in (
+            (self.path.parent, f"the directory of state file {self.path}"),
+            (self.path, f"state file {self.path}"),
+            *((j, f"{j.name}, the journal of state file {self.path},") for j in journals),
+        ):
+            if path.exists() and not os.access(path, os.W_OK):
+                raise StoreError(
+                    f"cannot {doing}: {what} is read-only; make it and its directory writable"
+                )
 
     def _init_schema(self) -> None:
         with self._session("initialise", write=True) as conn:
