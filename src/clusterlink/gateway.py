@@ -5,6 +5,12 @@ anything else happens), then the stored Imports re-open their listeners (leased 
 then heartbeats start, and only then ``gateway.json`` is written, with the addresses actually
 bound, so a tool that sees the file can use every address in it. On a stop signal the
 gateway stops accepting, resets open tunnels, removes ``gateway.json`` and exits 0.
+
+TLS credentials can change under a running gateway (a rotated certificate, an edited trust
+bundle). All its TLS contexts come from one ``CredentialReloader`` and reach the listeners and
+dialers through zero-argument callables, so a reload (files polled every
+``cert_check_interval_s``, or SIGHUP) swaps them for every *new* connection at once, and open
+connections and their tunnels go on with the contexts they were made with.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,9 +30,9 @@ from typing import Any
 
 from clusterlink import __version__
 from clusterlink.certs import (
+    CredentialReloader,
     PeerDir,
     admin_server_context,
-    load_peer_dir,
     peer_client_context,
     peer_server_context,
 )
@@ -68,6 +75,7 @@ class GatewayConfig:
     log_format: str = "text"  # text | json
     dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    cert_check_interval_s: float = 5.0  # poll of cert.pem, key.pem, ca.pem; 0: SIGHUP only
 
 
 def run_gateway(config: GatewayConfig) -> int:
@@ -90,6 +98,7 @@ async def _main(config: GatewayConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload_credentials)
     try:
         await gateway.start()
         await stop.wait()
@@ -104,19 +113,35 @@ def _bind_error(what: str, address: str, exc: OSError) -> ClusterLinkError:
     return ClusterLinkError(f"cannot listen for {what} on {address}: {reason}")
 
 
+@dataclass(frozen=True, slots=True)
+class _TLSContexts:
+    """Every context of one reading of the peer directory; replaced together on a reload."""
+
+    server: ssl.SSLContext  # peer listener
+    client: ssl.SSLContext  # basic-mode tunnels and heartbeats
+    mux_client: ssl.SSLContext  # multiplexed sessions
+    admin: ssl.SSLContext  # admin API
+
+    @classmethod
+    def build(cls, pd: PeerDir) -> _TLSContexts:
+        return cls(
+            server=peer_server_context(pd, PEER_ALPN),
+            client=peer_client_context(pd, [ALPN_PROTOCOL]),
+            mux_client=peer_client_context(pd, [MUX_ALPN]),
+            admin=admin_server_context(pd),
+        )
+
+
 class Gateway:
     """The parts of one gateway and their lifecycle."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.peer_dir: PeerDir = load_peer_dir(config.peer_dir)
+        self._tls = CredentialReloader(config.peer_dir, _TLSContexts.build)
+        self.peer_dir: PeerDir = self._tls.peer_dir
         self.local = LocalPeer(self.peer_dir.name, config.labels)
         self.started_at = time.monotonic()
         self.addresses: dict[str, str | None] = {"listen": None, "admin": None, "metrics": None}
-        self._server_context = peer_server_context(self.peer_dir, PEER_ALPN)
-        self._client_context = peer_client_context(self.peer_dir, [ALPN_PROTOCOL])
-        self._mux_client_context = peer_client_context(self.peer_dir, [MUX_ALPN])
-        self._admin_context = admin_server_context(self.peer_dir)
         self._gateway_json = self.peer_dir.path / "gateway.json"
         self.store: SQLiteStore | None = None
         self._closers: list[Any] = []
@@ -128,12 +153,12 @@ class Gateway:
         self.store = store = SQLiteStore(config.state_path or self.peer_dir.path / "state.db")
         catalog = Catalog(store)
         connector = PeerConnector(
-            context=lambda: self._client_context,
-            mux_context=lambda: self._mux_client_context,
+            context=lambda: self._tls.current.client,
+            mux_context=lambda: self._tls.current.mux_client,
             settings=settings,
         )
         health = PeerHealth(
-            context=lambda: self._client_context,
+            context=lambda: self._tls.current.client,
             settings=config.health,
             on_silent=connector.fail_pending,
         )
@@ -152,7 +177,7 @@ class Gateway:
         )
         resources = ResourceService(store=store, catalog=catalog, binder=imports)
         peer_listener = PeerListener(
-            context=lambda: self._server_context,
+            context=lambda: self._tls.current.server,
             catalog=catalog,
             local=self.local,
             health=self._health_answer,
@@ -162,7 +187,7 @@ class Gateway:
         )
         admin = AdminServer(
             local_name=self.local.name,
-            context=lambda: self._admin_context,
+            context=lambda: self._tls.current.admin,
             store=store,
             catalog=catalog,
             resources=resources,
@@ -204,6 +229,9 @@ class Gateway:
             self.addresses["metrics"] = format_address(bound)
         await resources.start()
         tunnels.start_sweeper()
+        if config.cert_check_interval_s > 0:
+            watcher = asyncio.create_task(self._watch_credentials(config.cert_check_interval_s))
+            self._closers.append(watcher.cancel)
         self._write_gateway_json()
         log.info(
             "gateway %s (fabric %s) running: peers on %s, admin API on %s, imports on %s",
@@ -225,6 +253,16 @@ class Gateway:
         if self.store is not None:
             self.store.close()
         log.info("gateway %s stopped", self.local.name)
+
+    def reload_credentials(self) -> None:
+        """SIGHUP: read the TLS files now, whether or not they look changed."""
+        log.info("SIGHUP: reading the TLS files of %s again", self.peer_dir.path)
+        self._tls.check(force=True)
+
+    async def _watch_credentials(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self._tls.check()
 
     def _health_answer(self) -> Health:
         return Health(self.local.name, self.local.labels, __version__)

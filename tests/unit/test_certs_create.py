@@ -17,7 +17,6 @@ from clusterlink.certs import (
     create_peer_cert,
     load_fabric,
     load_peer_dir,
-    reissue_peer_credentials,
 )
 from clusterlink.errors import AlreadyExistsError, CertificateError, ValidationError
 
@@ -218,29 +217,6 @@ def test_longest_peer_name_gets_a_certificate_without_common_name(tmp_path: Path
     peer_dir = load_peer_dir(create_peer_cert(tmp_path, name))
     assert peer_dir.name == name
     assert not cert(peer_dir.cert_file).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-
-
-def test_reissued_credentials_are_new_and_signed_by_the_same_ca(tmp_path: Path) -> None:
-    create_fabric(tmp_path)
-    peer_dir = load_peer_dir(create_peer_cert(tmp_path, "a"))
-    ca = load_fabric(tmp_path)
-    fresh = reissue_peer_credentials(peer_dir, ca, validity=timedelta(days=30))
-    new_peer = x509.load_pem_x509_certificate(fresh.peer.cert_pem)
-    new_admin = x509.load_pem_x509_certificate(fresh.admin.cert_pem)
-    assert fresh.peer.cert_pem != peer_dir.cert_file.read_bytes()
-    assert fresh.peer.key_pem != peer_dir.key_file.read_bytes()
-    for leaf in (new_peer, new_admin):
-        leaf.verify_directly_issued_by(ca.cert)
-    assert new_peer.subject == cert(peer_dir.cert_file).subject
-    assert new_admin.subject == cert(peer_dir.admin_cert_file).subject
-
-
-def test_reissue_refuses_a_ca_of_another_fabric(tmp_path: Path) -> None:
-    create_fabric(tmp_path / "one")
-    create_fabric(tmp_path / "two")  # same fabric name, different CA
-    peer_dir = load_peer_dir(create_peer_cert(tmp_path / "one", "a"))
-    with pytest.raises(CertificateError, match="another CA"):
-        reissue_peer_credentials(peer_dir, load_fabric(tmp_path / "two"))
 
 
 def test_loading_a_fabric_that_is_not_a_ca_is_refused(tmp_path: Path) -> None:

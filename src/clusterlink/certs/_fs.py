@@ -11,6 +11,12 @@ beside the target, and only then does the set appear:
   or, for a fabric, peer directories): the entries are renamed in one by one, each whole,
   the certificate last.
 
+Replacing files of an existing directory (``replace_files``: a rotated certificate, an edited
+trust bundle) stages them the same way and then renames each over its old version: a reader
+(a running gateway polling its files) sees every file either old or new, never half-written.
+Several files cannot change in one step, so keys go first and ``cert.pem`` last; a reader that
+looks in between sees a certificate and a key that do not match, refuses them and looks again.
+
 Keys get mode 0600 and directories 0700 explicitly (``chmod`` after creation), because
 ``os.open``/``mkdir`` modes are filtered through the umask. Certificates are public and keep
 the umask's say.
@@ -21,7 +27,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from clusterlink.errors import CertificateError
@@ -36,20 +43,46 @@ def commit_dir(target: Path, *, public: Mapping[str, bytes], secret: Mapping[str
     """Create ``target`` (mode 0700) holding these files; names may contain one ``/``."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Not named after the target: a 253-character peer name plus a suffix exceeds NAME_MAX.
-        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
-        try:
-            staging.chmod(_PRIVATE_DIR)
-            for name, data in public.items():
-                _write(staging / name, data, private=False)
-            for name, data in secret.items():
-                _write(staging / name, data, private=True)
-            _fsync_tree(staging)
+        with _staged(target.parent, public, secret) as staging:
             _move(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # empty or gone once the move succeeded
     except OSError as exc:
         raise CertificateError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+def replace_files(
+    target: Path, *, public: Mapping[str, bytes], secret: Mapping[str, bytes]
+) -> None:
+    """Put these files into the existing directory ``target``, each replacing its old version
+    atomically; keys first, ``cert.pem`` last."""
+    try:
+        with _staged(target, public, secret) as staging:
+            order = [*secret, *sorted(public, key=lambda name: name == _COMMITTED_LAST)]
+            for name in order:
+                (staging / name).replace(target / name)
+            for directory in {(target / name).parent for name in order}:
+                _fsync_dir(directory)
+    except OSError as exc:
+        raise CertificateError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def _staged(
+    parent: Path, public: Mapping[str, bytes], secret: Mapping[str, bytes]
+) -> Iterator[Path]:
+    """A hidden directory in ``parent`` holding the files, written and synced; removed after
+    (empty by then, or holding what was not moved out)."""
+    # Not named after the target: a 253-character peer name plus a suffix exceeds NAME_MAX.
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=parent))
+    try:
+        staging.chmod(_PRIVATE_DIR)
+        for name, data in public.items():
+            _write(staging / name, data, private=False)
+        for name, data in secret.items():
+            _write(staging / name, data, private=True)
+        _fsync_tree(staging)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write(path: Path, data: bytes, *, private: bool) -> None:

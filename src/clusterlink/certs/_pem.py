@@ -1,7 +1,8 @@
 """Reading certificates and keys back, with errors a user can act on.
 
-Loading happens once, at start-up or before issuing, so this is where the expensive and thorough
-checks live (parse, key matches certificate, issued by the CA, inside its validity period).
+Loading happens at start-up, on a reload or before issuing, never per connection, so this is
+where the expensive and thorough checks live (parse, key matches certificate, issued by the CA,
+inside its validity period).
 Each failure names the file and says what to do; a raw ``ValueError`` from ``cryptography``
 never reaches the user.
 """
@@ -13,26 +14,36 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from clusterlink.certs.validity import describe_cert, validity_problem
 from clusterlink.errors import CertificateError
 
 
 def read_cert(path: Path, what: str, hint: str) -> x509.Certificate:
     """The certificate at ``path``; ``what`` names it and ``hint`` says how to create it."""
+    return parse_cert(read_bytes(path, what, hint), path, hint)
+
+
+def parse_cert(data: bytes, path: Path, hint: str) -> x509.Certificate:
+    """The certificate in ``data``, read from ``path``."""
     try:
-        return x509.load_pem_x509_certificate(_read(path, what, hint))
+        return x509.load_pem_x509_certificate(data)
     except ValueError as exc:
         raise CertificateError(f"{path} is not a PEM certificate ({exc}); {hint}") from exc
 
 
 def read_key(path: Path, cert: x509.Certificate, what: str, hint: str) -> PrivateKeyTypes:
     """The private key at ``path``, which must belong to ``cert``; ``hint`` says how to fix."""
+    return parse_key(read_bytes(path, what, hint), path, cert, hint)
+
+
+def parse_key(data: bytes, path: Path, cert: x509.Certificate, hint: str) -> PrivateKeyTypes:
+    """The private key in ``data`` (read from ``path``), which must belong to ``cert``."""
     try:
-        key = serialization.load_pem_private_key(_read(path, what, hint), password=None)
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:  # TypeError: the key is encrypted
         raise CertificateError(f"{path} is not an unencrypted PEM private key ({exc})") from exc
     if key.public_key() != cert.public_key():
@@ -42,27 +53,17 @@ def read_key(path: Path, cert: x509.Certificate, what: str, hint: str) -> Privat
     return key
 
 
-def check_issued_by(cert: x509.Certificate, ca: x509.Certificate, cert_path: Path) -> None:
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise CertificateError(
-            f"{cert_path} was not issued by the CA beside it; "
-            "the directory mixes files of different fabrics or peers"
-        ) from exc
-
-
-def check_valid_now(cert: x509.Certificate, path: Path, renew_hint: str) -> None:
-    now = datetime.now(UTC)
-    if now < cert.not_valid_before_utc:
-        raise CertificateError(
-            f"{path} is not valid until {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; "
-            "check this host's clock"
-        )
-    if now > cert.not_valid_after_utc:
-        raise CertificateError(
-            f"{path} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; {renew_hint}"
-        )
+def check_valid_now(
+    cert: x509.Certificate, path: Path, owner: str, renew_hint: str, now: datetime | None = None
+) -> None:
+    """CertificateError unless ``now`` is inside the validity period of ``cert`` (``path``)."""
+    now = now or datetime.now(UTC)
+    what = f"{path}: {describe_cert(cert, owner)}"
+    problem = validity_problem(what, cert.not_valid_before_utc, cert.not_valid_after_utc, now)
+    if problem is None:
+        return
+    is_expired = now > cert.not_valid_after_utc
+    raise CertificateError(f"{problem}; {renew_hint}" if is_expired else problem)
 
 
 def as_peercert(cert: x509.Certificate) -> dict[str, Any]:
@@ -88,7 +89,8 @@ def is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-def _read(path: Path, what: str, hint: str) -> bytes:
+def read_bytes(path: Path, what: str, hint: str) -> bytes:
+    """The contents of ``path``; a missing file says which ``what`` is missing and ``hint``."""
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:

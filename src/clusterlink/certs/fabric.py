@@ -3,29 +3,34 @@
 Layout, under a base directory ``DIR``::
 
     DIR/FABRIC/cert.pem, key.pem              the fabric CA (key 0600, directory 0700)
+    DIR/FABRIC/previous_ca/cert.pem, key.pem  the CA before the last rotation, while it lasts
     DIR/FABRIC/PEER/cert.pem, key.pem, ca.pem the gateway (key 0600, directory 0700)
     DIR/FABRIC/PEER/admin/cert.pem, key.pem   this peer's administrator (key 0600, dir 0700)
 
+``previous_ca`` cannot clash with a peer: a peer name is a DNS name, which has no ``_``.
+
 Nothing here ever overwrites a certificate or key: losing a CA key orphans every peer of the
 fabric, and losing a peer key takes a gateway down. Replacing credentials is a separate,
-deliberate act: ``reissue_peer_credentials`` issues them in memory and leaves putting them in
-place (and reloading a running gateway) to its caller.
+deliberate act (``rotation``).
+
+A new peer trusts what the fabric trusts at that moment: its ``ca.pem`` holds the current CA
+and, during a CA rotation, the previous one too, so it can talk to peers not yet re-issued.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from clusterlink.certs._fs import commit_dir
 from clusterlink.certs._pem import as_peercert, check_valid_now, is_ca, read_cert, read_key
+from clusterlink.certs.bundle import TrustBundle
 from clusterlink.certs.identity import fabric_of
 from clusterlink.certs.issuing import (
     CERT_VALIDITY,
     FabricCA,
-    PeerCredentials,
     issue_peer_credentials,
     new_fabric_ca,
 )
@@ -37,20 +42,20 @@ from clusterlink.certs.peerdir import (
     CERT_FILE,
     KEY_FILE,
     PEER_DIR_FILES,
-    PeerDir,
 )
 from clusterlink.errors import AlreadyExistsError, CertificateError
 
-__all__ = ["create_fabric", "create_peer_cert", "load_fabric", "reissue_peer_credentials"]
+__all__ = ["PREVIOUS_CA_DIR", "create_fabric", "create_peer_cert", "fabric_trust", "load_fabric"]
 
-_FABRIC_FILES = (CERT_FILE, KEY_FILE)
+FABRIC_FILES = (CERT_FILE, KEY_FILE)
+PREVIOUS_CA_DIR = "previous_ca"
 
 
 def create_fabric(path: Path, name: str = DEFAULT_FABRIC) -> Path:
     """Create the fabric CA in ``path/name/`` and return that directory."""
     validate_fabric_name(name)
     target = path / name
-    _refuse_overwrite(target, _FABRIC_FILES)
+    refuse_overwrite(target, FABRIC_FILES)
     ca = new_fabric_ca(name)
     commit_dir(target, public={CERT_FILE: ca.cert_pem}, secret={KEY_FILE: ca.key_pem})
     return target
@@ -66,7 +71,8 @@ def load_fabric(path: Path, fabric: str = DEFAULT_FABRIC) -> FabricCA:
     name = fabric_of(as_peercert(cert))
     if not is_ca(cert) or name is None or not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertificateError(f"{directory / CERT_FILE} is not a ClusterLink fabric CA; {hint}")
-    check_valid_now(cert, directory / CERT_FILE, "create a new fabric")
+    hint = f"rotate it with `clusterlink create fabric --name {fabric} --path {path} --rotate`"
+    check_valid_now(cert, directory / CERT_FILE, f"the CA of fabric {fabric}", hint)
     return FabricCA(name=name, cert=cert, key=key)
 
 
@@ -81,13 +87,13 @@ def create_peer_cert(
     name = validate_peer_cert_name(peer)
     ca = load_fabric(path, fabric)
     target = path / fabric / name
-    _refuse_overwrite(target, PEER_DIR_FILES)
+    refuse_overwrite(target, PEER_DIR_FILES)
     credentials = issue_peer_credentials(ca, name, validity=validity)
     commit_dir(
         target,
         public={
             CERT_FILE: credentials.peer.cert_pem,
-            CA_FILE: ca.cert_pem,
+            CA_FILE: fabric_trust(path / fabric, ca).pem(),
             ADMIN_CERT_FILE: credentials.admin.cert_pem,
         },
         secret={KEY_FILE: credentials.peer.key_pem, ADMIN_KEY_FILE: credentials.admin.key_pem},
@@ -95,27 +101,18 @@ def create_peer_cert(
     return target
 
 
-def reissue_peer_credentials(
-    peer_dir: PeerDir,
-    ca: FabricCA,
-    *,
-    validity: timedelta = CERT_VALIDITY,
-) -> PeerCredentials:
-    """New gateway and admin certificates for an existing peer, from the CA that made it.
-
-    Refuses a CA other than the one in the peer directory's ``ca.pem``: the new certificates
-    would not be trusted by the rest of the fabric.
-    """
-    own_ca = read_cert(peer_dir.ca_file, "fabric CA certificate", "the peer directory is broken")
-    if own_ca != ca.cert:
-        raise CertificateError(
-            f"{peer_dir.path} belongs to another CA than fabric {ca.name!r}; "
-            "reissue with the CA that created it"
-        )
-    return issue_peer_credentials(ca, peer_dir.name, validity=validity)
+def fabric_trust(directory: Path, ca: FabricCA) -> TrustBundle:
+    """What a new peer trusts: the fabric's CA ``ca`` (from ``directory``), and the previous
+    one while the fabric keeps it and it is valid."""
+    cas = [ca.cert]
+    previous = directory / PREVIOUS_CA_DIR / CERT_FILE
+    if previous.exists():
+        cas.append(read_cert(previous, "previous CA certificate", f"remove {previous.parent}"))
+    kept = TrustBundle.of(cas, directory).valid_at(datetime.now(UTC))
+    return TrustBundle.of(kept, directory)
 
 
-def _refuse_overwrite(target: Path, files: tuple[str, ...]) -> None:
+def refuse_overwrite(target: Path, files: tuple[str, ...]) -> None:
     for file in files:
         if (target / file).exists() or (target / file).is_symlink():
             raise AlreadyExistsError(

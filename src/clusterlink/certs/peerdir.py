@@ -3,9 +3,16 @@
 ``load_peer_dir`` is the single gate through which a gateway or the CLI starts using a
 directory. It checks everything that would otherwise surface later as an opaque TLS failure on
 the first connection: every file present and parseable, each key matching its certificate,
-both certificates issued by ``ca.pem``, the admin certificate belonging to the same peer and
-fabric, and all three inside their validity period. After it returns, ``PeerDir`` is just
-names and paths; TLS contexts (``tls.py``) read the files themselves.
+both certificates issued by a CA of the trust bundle ``ca.pem`` (one or more fabric CAs, see
+``bundle``), the admin certificate belonging to the same peer and fabric, and everything inside
+its validity period. After it returns, ``PeerDir`` is just names and paths; TLS contexts
+(``tls.py``) read the files themselves.
+
+``read_gateway_credentials`` is the part of that gate a running gateway passes again when its
+files change (``reloading``): the three files the gateway itself uses (``cert.pem``,
+``key.pem``, ``ca.pem``) are read *once*, checked from those bytes, and summed up in a digest,
+so that what was checked is known to be what was read, and a later change is seen by content
+(an mtime can miss a rewrite within the same second; a symlink swap keeps both).
 
 The peer's name and fabric come from its certificate, not from the directory's name, so a
 directory may be copied or renamed freely.
@@ -13,21 +20,36 @@ directory may be copied or renamed freely.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography import x509
 
 from clusterlink.certs._pem import (
     as_peercert,
-    check_issued_by,
     check_valid_now,
+    parse_cert,
+    parse_key,
+    read_bytes,
     read_cert,
     read_key,
 )
+from clusterlink.certs.bundle import TrustBundle
 from clusterlink.certs.identity import admin_peer_of, fabric_of, peer_name_of
 from clusterlink.certs.names import PeerName
 from clusterlink.errors import CertificateError
 
-__all__ = ["PEER_DIR_FILES", "PeerDir", "load_peer_dir"]
+__all__ = [
+    "PEER_DIR_FILES",
+    "GatewayCredentials",
+    "PeerDir",
+    "gateway_files_digest",
+    "load_peer_dir",
+    "read_gateway_credentials",
+]
 
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
@@ -36,6 +58,8 @@ ADMIN_CERT_FILE = "admin/cert.pem"
 ADMIN_KEY_FILE = "admin/key.pem"
 # What ``create peer-cert`` writes; a directory holding any of them is never overwritten.
 PEER_DIR_FILES = (CERT_FILE, KEY_FILE, CA_FILE, ADMIN_CERT_FILE, ADMIN_KEY_FILE)
+# What a running gateway reads (the admin files serve the CLI only).
+GATEWAY_FILES = (CERT_FILE, KEY_FILE, CA_FILE)
 
 _CREATE_HINT = "create the peer directory with `clusterlink create peer-cert --name PEER`"
 _MIXED_HINT = "the directory mixes files of different peers or fabrics"
@@ -70,16 +94,39 @@ class PeerDir:
         return self.path / ADMIN_KEY_FILE
 
 
-def load_peer_dir(path: Path) -> PeerDir:
-    """Check the peer directory at ``path`` and describe it; CertificateError if unusable."""
+@dataclass(frozen=True, slots=True)
+class GatewayCredentials:
+    """One checked reading of a gateway's ``cert.pem``, ``key.pem`` and ``ca.pem``.
+
+    ``issuer`` is the CA of ``bundle`` that signed ``cert``; ``digest`` sums up the bytes the
+    three files held when they were read (see ``gateway_files_digest``).
+    """
+
+    peer_dir: PeerDir
+    cert: x509.Certificate
+    issuer: x509.Certificate
+    bundle: TrustBundle
+    digest: bytes
+
+
+def gateway_files_digest(path: Path) -> bytes:
+    """A digest of what the gateway's files hold now; a missing or unreadable file counts as
+    a state of its own (so its return is noticed too)."""
+    return _digest({name: _read_or_none(path / name) for name in GATEWAY_FILES})
+
+
+def read_gateway_credentials(path: Path, now: datetime | None = None) -> GatewayCredentials:
+    """Read and check the gateway's own files in ``path``; CertificateError if unusable."""
+    now = now or datetime.now(UTC)
     if not path.is_dir():
         raise CertificateError(f"peer directory {path} does not exist; {_CREATE_HINT}")
-    ca = read_cert(path / CA_FILE, "fabric CA certificate", _CREATE_HINT)
-    cert = read_cert(path / CERT_FILE, "peer certificate", _CREATE_HINT)
-    read_key(path / KEY_FILE, cert, "peer key", _CREATE_HINT)
-    admin = read_cert(path / ADMIN_CERT_FILE, "admin certificate", _CREATE_HINT)
-    read_key(path / ADMIN_KEY_FILE, admin, "admin key", _CREATE_HINT)
-
+    data = {
+        CA_FILE: read_bytes(path / CA_FILE, "fabric CA certificate", _CREATE_HINT),
+        CERT_FILE: read_bytes(path / CERT_FILE, "peer certificate", _CREATE_HINT),
+        KEY_FILE: read_bytes(path / KEY_FILE, "peer key", _CREATE_HINT),
+    }
+    bundle = TrustBundle.parse(data[CA_FILE], path / CA_FILE)
+    cert = parse_cert(data[CERT_FILE], path / CERT_FILE, _CREATE_HINT)
     identity = as_peercert(cert)
     name, fabric = peer_name_of(identity), fabric_of(identity)
     if name is None or fabric is None:
@@ -87,17 +134,73 @@ def load_peer_dir(path: Path) -> PeerDir:
             f"{path / CERT_FILE} is not a ClusterLink peer certificate "
             "(it needs O=<fabric> and matching DNS and urn:clusterlink:peer: names)"
         )
-    admin_identity = as_peercert(admin)
-    if admin_peer_of(admin_identity) != name or fabric_of(admin_identity) != fabric:
+    parse_key(data[KEY_FILE], path / KEY_FILE, cert, _reissue_hint(name, fabric))
+    if bundle.fabric != fabric:
         raise CertificateError(
-            f"{path / ADMIN_CERT_FILE} is not the admin certificate of peer {name!r} "
-            f"of fabric {fabric!r}; {_MIXED_HINT}"
+            f"{path / CA_FILE} holds CAs of fabric {bundle.fabric!r} but {path / CERT_FILE} "
+            f"belongs to fabric {fabric!r}; {_MIXED_HINT}"
         )
-    check_valid_now(ca, path / CA_FILE, "the fabric needs a new CA and new peer certificates")
-    renew = (
-        f"move {path} aside and run `clusterlink create peer-cert --name {name} --fabric {fabric}`"
+    bundle.trusted_at(now, path / CA_FILE)
+    peer_dir = PeerDir(name=name, fabric=fabric, path=path)
+    issuer = _check_leaf(
+        cert, path / CERT_FILE, f"peer {name}", bundle=bundle, pd=peer_dir, now=now
     )
-    for leaf, file in ((cert, CERT_FILE), (admin, ADMIN_CERT_FILE)):
-        check_issued_by(leaf, ca, path / file)
-        check_valid_now(leaf, path / file, renew)
-    return PeerDir(name=name, fabric=fabric, path=path)
+    return GatewayCredentials(peer_dir, cert, issuer, bundle, _digest(data))
+
+
+def load_peer_dir(path: Path) -> PeerDir:
+    """Check the peer directory at ``path`` and describe it; CertificateError if unusable."""
+    now = datetime.now(UTC)
+    credentials = read_gateway_credentials(path, now)
+    pd = credentials.peer_dir
+    admin = read_cert(path / ADMIN_CERT_FILE, "admin certificate", _CREATE_HINT)
+    read_key(path / ADMIN_KEY_FILE, admin, "admin key", _CREATE_HINT)
+    admin_identity = as_peercert(admin)
+    if admin_peer_of(admin_identity) != pd.name or fabric_of(admin_identity) != pd.fabric:
+        raise CertificateError(
+            f"{path / ADMIN_CERT_FILE} is not the admin certificate of peer {pd.name!r} "
+            f"of fabric {pd.fabric!r}; {_MIXED_HINT}"
+        )
+    owner = f"the administrator of peer {pd.name}"
+    _check_leaf(admin, path / ADMIN_CERT_FILE, owner, bundle=credentials.bundle, pd=pd, now=now)
+    return pd
+
+
+def _check_leaf(
+    leaf: x509.Certificate,
+    file: Path,
+    owner: str,
+    *,
+    bundle: TrustBundle,
+    pd: PeerDir,
+    now: datetime,
+) -> x509.Certificate:
+    """The CA of ``bundle`` that issued ``leaf``, which must be valid now."""
+    check_valid_now(leaf, file, owner, _reissue_hint(pd.name, pd.fabric), now)
+    issuer = bundle.issuer_of(leaf, now)
+    if issuer is None:
+        raise CertificateError(
+            f"{file} was not issued by a CA of {pd.ca_file} that is valid now: "
+            f"{_MIXED_HINT}, or its CA was taken out of the bundle (see "
+            "`clusterlink rotate ca-bundle`)"
+        )
+    return issuer
+
+
+def _reissue_hint(name: str, fabric: str) -> str:
+    return f"issue new ones with `clusterlink rotate peer-cert --name {name} --fabric {fabric}`"
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _digest(files: Mapping[str, bytes | None]) -> bytes:
+    sha = hashlib.sha256()
+    for name in GATEWAY_FILES:
+        data = files[name]
+        sha.update(name.encode() + (b"-" if data is None else b"%d:" % len(data) + data))
+    return sha.digest()

@@ -1,8 +1,8 @@
 """TLS contexts for the two mutual-TLS listeners and their clients.
 
-Every context here is TLS 1.3 only, verifies the other side against the fabric CA in
-``ca.pem`` and nothing else (no system trust store), and presents a certificate of its own, so
-both ends always know who the other is:
+Every context here is TLS 1.3 only, verifies the other side against the fabric CAs in the trust
+bundle ``ca.pem`` (those valid now, see ``bundle``) and nothing else (no system trust store),
+and presents a certificate of its own, so both ends always know who the other is:
 
 - peer listener / dialer: both present the gateway certificate. The dialer checks the
   hostname, and the caller passes ``server_hostname=<peer name>``: a gateway reaches peer P
@@ -18,15 +18,24 @@ usages, so an admin certificate (clientAuth only) cannot serve as a listener.
 
 Server contexts select from ``alpn`` when the client offers a match and otherwise complete the
 handshake without ALPN; the listener checks ``selected_alpn_protocol()`` itself. Contexts read
-the files when built, so a rotated certificate takes effect in contexts built afterwards.
+the files when built, so a rotated certificate takes effect in contexts built afterwards (a
+running gateway builds new ones when its files change, see ``reloading``).
+
+The peer contexts check the validity period of the other side's certificate themselves
+(``handshake``), so that a refusal says whose certificate expired and when; the admin contexts
+keep OpenSSL's own check, because the CLI's HTTP client drives them in ways we do not hook.
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
+from clusterlink.certs._pem import read_bytes
+from clusterlink.certs.bundle import TrustBundle
+from clusterlink.certs.handshake import NO_CHECK_TIME, CheckedSSLObject, CheckedSSLSocket
 from clusterlink.certs.peerdir import PeerDir
 from clusterlink.errors import CertificateError
 
@@ -40,12 +49,12 @@ __all__ = [
 
 def peer_server_context(pd: PeerDir, alpn: Sequence[str]) -> ssl.SSLContext:
     """Serves the gateway certificate; requires a client certificate of the fabric."""
-    return _context(pd, server=True, cert=pd.cert_file, key=pd.key_file, alpn=alpn)
+    return _context(pd, server=True, cert=pd.cert_file, key=pd.key_file, alpn=alpn, is_peer=True)
 
 
 def peer_client_context(pd: PeerDir, alpn: Sequence[str]) -> ssl.SSLContext:
     """Presents the gateway certificate; the server must be the peer named in server_hostname."""
-    return _context(pd, server=False, cert=pd.cert_file, key=pd.key_file, alpn=alpn)
+    return _context(pd, server=False, cert=pd.cert_file, key=pd.key_file, alpn=alpn, is_peer=True)
 
 
 def admin_server_context(pd: PeerDir) -> ssl.SSLContext:
@@ -59,7 +68,13 @@ def admin_client_context(pd: PeerDir) -> ssl.SSLContext:
 
 
 def _context(
-    pd: PeerDir, *, server: bool, cert: Path, key: Path, alpn: Sequence[str] = ()
+    pd: PeerDir,
+    *,
+    server: bool,
+    cert: Path,
+    key: Path,
+    alpn: Sequence[str] = (),
+    is_peer: bool = False,
 ) -> ssl.SSLContext:
     # PROTOCOL_TLS_CLIENT already sets check_hostname=True and CERT_REQUIRED; a server
     # context needs CERT_REQUIRED set to demand a client certificate.
@@ -67,10 +82,15 @@ def _context(
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.verify_mode = ssl.CERT_REQUIRED
     context.verify_flags |= ssl.VERIFY_X509_STRICT
+    if is_peer:
+        context.verify_flags |= NO_CHECK_TIME
+        context.sslobject_class = CheckedSSLObject
+        context.sslsocket_class = CheckedSSLSocket
     if alpn:
         context.set_alpn_protocols(list(alpn))
+    trusted = _trusted_now(pd)
     try:
-        context.load_verify_locations(cafile=pd.ca_file)
+        context.load_verify_locations(cadata=trusted)
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise CertificateError(
@@ -78,3 +98,10 @@ def _context(
             f"the peer directory {pd.path} changed or broke after it was loaded"
         ) from exc
     return context
+
+
+def _trusted_now(pd: PeerDir) -> str:
+    """The PEM text of the CAs of ``ca.pem`` that are valid now."""
+    hint = f"the peer directory {pd.path} changed or broke after it was loaded"
+    bundle = TrustBundle.parse(read_bytes(pd.ca_file, "fabric CA certificate", hint), pd.ca_file)
+    return bundle.pem(bundle.trusted_at(datetime.now(UTC), pd.ca_file)).decode("ascii")

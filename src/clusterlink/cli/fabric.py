@@ -1,4 +1,4 @@
-"""``create fabric`` and ``create peer-cert``: the files of DESIGN §3, made offline.
+"""``create fabric`` (also ``--rotate``) and ``create peer-cert``: the files of DESIGN §3.
 
 These commands touch only the local disk (no gateway, no network); the rules (names, 0600
 keys, never overwriting) live in ``clusterlink.certs`` and are only reported here.
@@ -23,12 +23,31 @@ def create_fabric(
         DEFAULT_FABRIC
     ),
     path: Annotated[Path, typer.Option(help="Where to create the fabric directory.")] = Path(),
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            "--rotate",
+            help="Give the existing fabric a new CA; the current one moves to "
+            "PATH/NAME/previous_ca/ (refused while that exists). See docs/certificates.md.",
+        ),
+    ] = False,
 ) -> None:
     """Create a fabric CA in PATH/NAME (cert.pem, key.pem); never overwrites."""
     from clusterlink import certs
 
-    created = certs.create_fabric(path, name)
-    typer.echo(f"created fabric {name} in {created}")
+    if not rotate:
+        created = certs.create_fabric(path, name)
+        typer.echo(f"created fabric {name} in {created}")
+        return
+    rotation = certs.rotate_fabric_ca(path, name)
+    typer.echo(
+        f"created CA {certs.ca_id(rotation.new)} for fabric {name} in {path / name}; "
+        f"the previous CA {certs.ca_id(rotation.old)} is kept in {rotation.previous}"
+    )
+    typer.echo(
+        "next: add the new CA to every peer's trust bundle with `clusterlink rotate ca-bundle "
+        f"--name PEER --fabric {name} --path {path} --add {path / name / 'cert.pem'}`"
+    )
 
 
 def create_peer_cert(

@@ -82,6 +82,14 @@ def gateway_run(
     reachable_after: Annotated[
         int, typer.Option(min=1, help="Answered heartbeats in a row that make it reachable again.")
     ] = 3,
+    cert_check_interval: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds between looks at cert.pem, key.pem and ca.pem for changes, which "
+            "are then used for new connections; 0: only on SIGHUP.",
+        ),
+    ] = 5.0,
 ) -> None:
     """Run this peer's gateway in the foreground; SIGTERM or SIGINT stops it (exit 0)."""
     peer_dir = peer_dir_of(ctx, peer_dir)
@@ -108,5 +116,6 @@ def gateway_run(
             unreachable_after=unreachable_after,
             reachable_after=reachable_after,
         ),
+        cert_check_interval_s=cert_check_interval,
     )
     raise typer.Exit(run_gateway(config))
