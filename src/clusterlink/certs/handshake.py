@@ -55,6 +55,19 @@ _REPEAT_AFTER_S = 60.0
 _MAX_REMEMBERED = 1024
 
 
+class _OutsideValidity(ssl.SSLCertVerificationError):
+    """What OpenSSL would raise for a certificate outside its validity period, in our words;
+    ``holder`` says whose certificate it is (the message also has the time now)."""
+
+    def __init__(self, holder: str, code: int, problem: str) -> None:
+        super().__init__(
+            1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {problem}"
+        )
+        self.library, self.reason = "SSL", "CERTIFICATE_VERIFY_FAILED"
+        self.verify_code, self.verify_message = code, problem
+        self.holder = holder
+
+
 def _check_presented(connection: ssl.SSLObject | ssl.SSLSocket) -> None:
     """Refuse the peer's certificate if it is outside its validity period now."""
     peercert = connection.getpeercert()
@@ -62,15 +75,10 @@ def _check_presented(connection: ssl.SSLObject | ssl.SSLSocket) -> None:
         return
     not_before, not_after = peercert_period(peercert)
     now = datetime.now(UTC)
-    problem = validity_problem(describe_peercert(peercert), not_before, not_after, now)
+    holder = describe_peercert(peercert)
+    problem = validity_problem(holder, not_before, not_after, now)
     if problem is not None:
-        error = ssl.SSLCertVerificationError(
-            1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {problem}"
-        )
-        error.library, error.reason = "SSL", "CERTIFICATE_VERIFY_FAILED"
-        error.verify_code = _NOT_YET_VALID if now < not_before else _EXPIRED
-        error.verify_message = problem
-        raise error
+        raise _OutsideValidity(holder, _NOT_YET_VALID if now < not_before else _EXPIRED, problem)
     if connection.server_side and log.isEnabledFor(logging.DEBUG):
         log.debug(
             "peer listener accepted the %s, valid until %s",
@@ -83,18 +91,20 @@ class _Refusals:
     """Rate limit for refusal lines: the first of a kind, then one a minute with a count."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[float, int]] = {}  # reason -> (logged at, suppressed since)
+        self._seen: dict[str, tuple[float, int]] = {}  # kind -> (logged at, suppressed since)
 
     def note(self, error: ssl.SSLCertVerificationError) -> None:
         reason = _reason_of(error)
+        # One certificate's refusals differ only in the time now: they count as one kind.
+        kind = error.holder if isinstance(error, _OutsideValidity) else reason
         now = time.monotonic()
-        logged_at, suppressed = self._seen.get(reason, (None, 0))
+        logged_at, suppressed = self._seen.get(kind, (None, 0))
         if logged_at is not None and now - logged_at < _REPEAT_AFTER_S:
-            self._seen[reason] = (logged_at, suppressed + 1)
+            self._seen[kind] = (logged_at, suppressed + 1)
             return
         if len(self._seen) >= _MAX_REMEMBERED:
             self._seen.clear()
-        self._seen[reason] = (now, 0)
+        self._seen[kind] = (now, 0)
         more = f" ({suppressed} more like it in the last minute)" if suppressed else ""
         log.warning("peer listener refused a TLS handshake: %s%s", reason, more)
 
@@ -106,7 +116,7 @@ def _reason_of(error: ssl.SSLCertVerificationError) -> str:
             f"the caller's certificate does not verify ({message}): it was not issued by a CA "
             "in this gateway's ca.pem (another fabric, or a CA removed from the bundle)"
         )
-    if error.verify_code in (_NOT_YET_VALID, _EXPIRED):
+    if isinstance(error, _OutsideValidity):
         return message
     return f"the caller's certificate does not verify ({message})"
 
