@@ -17,7 +17,6 @@ Pure functions only: the caller passes ``now``, so tests need no clock.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +29,6 @@ __all__ = [
     "describe_cert",
     "describe_peercert",
     "format_utc",
-    "peercert_period",
     "serial_hex",
     "validity_problem",
 ]
@@ -50,11 +48,11 @@ def validity_problem(
     what: str, not_before: datetime, not_after: datetime, now: datetime
 ) -> str | None:
     """None while ``now`` is inside the period; else a sentence about ``what``."""
-    period = f"valid from {format_utc(not_before)} until {format_utc(not_after)}"
     if now < not_before:
         return (
-            f"{what} is not valid before {format_utc(not_before)} "
-            f"({period}; now {format_utc(now)}): check the clocks"
+            f"{what} is not valid before {format_utc(not_before)} (valid from "
+            f"{format_utc(not_before)} until {format_utc(not_after)}; now {format_utc(now)}): "
+            "check the clocks"
         )
     if now > not_after:
         return (
@@ -80,11 +78,3 @@ def describe_peercert(peercert: Mapping[str, Any]) -> str:
         names = [v for rdn in peercert.get("subject", ()) for k, v in rdn if k == "commonName"]
         owner = repr(names[0]) if names else "an unnamed holder"
     return f"certificate of {owner} (serial {peercert.get('serialNumber', '?')})"
-
-
-def peercert_period(peercert: Mapping[str, Any]) -> tuple[datetime, datetime]:
-    """(notBefore, notAfter) of a ``getpeercert()`` dict."""
-    return (
-        datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notBefore"]), UTC),
-        datetime.fromtimestamp(ssl.cert_time_to_seconds(peercert["notAfter"]), UTC),
-    )
