@@ -1,68 +1,104 @@
 """The admin API: the CLI's only way into a running gateway (docs/admin-api.md).
 
-mTLS on ``--admin-listen``: the TLS layer admits only certificates of this fabric, and every
-request is then checked for *this peer's admin identity* (``urn:clusterlink:admin:<peer>``);
-a peer certificate or another peer's admin certificate gets ``403``. There is no way to turn
-authentication off.
+mTLS on ``--admin-listen``: the TLS layer admits only certificates of this fabric (a client
+without one, or with one of another fabric, fails the handshake), and every request, to any
+path, is then checked for *this peer's admin identity* (``urn:clusterlink:admin:<peer>``): a
+gateway certificate or another peer's admin certificate gets ``403``. There is no way to turn
+authentication off. Each refusal, handshake or ``403``, is logged through a ``RefusalLog``, so a
+client retrying in a loop cannot flood the log.
 
-Errors leave as JSON ``{reason, message, field?}`` with the status of docs/admin-api.md; a
-``ClusterLinkError`` is mapped in one place (``_errors``), anything else is a bug and answers
-``500`` with a log line. Documents leave with their *runtime* status merged in: a Peer's
-reachability from the heartbeats, an Import's listening address from the data plane.
+The TLS handshake is ours (``transport.tls.TLSLayer`` under aiohttp), not asyncio's: asyncio
+drops a failed server handshake silently, and an operator needs to see why a client was refused.
+
+Errors leave as JSON ``{reason, message, field?}`` with the status of docs/admin-api.md, for
+unknown routes and methods too; a ``ClusterLinkError`` is mapped in one place (``_errors``),
+anything else is a bug and answers ``500`` with a log line. Requests are checked by
+``admin_input`` before anything acts on them. Documents leave with their *runtime* status
+merged in: a Peer's reachability from the heartbeats, an Import's listening address from the
+data plane.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, Final
 
 from aiohttp import web
 
 from clusterlink import __version__
-from clusterlink.api import (
-    Import,
-    Peer,
-    Resource,
-    ResourceKey,
-    kind_info,
-    plural,
-    to_dict,
-    with_status,
+from clusterlink.api import Import, Peer, Resource, ResourceKey, to_dict, with_status
+from clusterlink.certs import admin_peer_of, peer_name_of
+from clusterlink.controlplane.admin_input import (
+    BadRequest,
+    parse_close_tunnels,
+    parse_documents_body,
+    parse_key,
+    parse_kind,
+    parse_namespace,
 )
-from clusterlink.api.kinds import KINDS
-from clusterlink.certs import admin_peer_of
 from clusterlink.controlplane.catalog import Catalog
 from clusterlink.controlplane.health import PeerHealth
 from clusterlink.controlplane.openapi import openapi_document
-from clusterlink.controlplane.resources import ResourceService, parse_request_documents
+from clusterlink.controlplane.refusals import RefusalLog, describe_handshake_failure
+from clusterlink.controlplane.resources import ResourceService
 from clusterlink.errors import (
     AlreadyExistsError,
     ClusterLinkError,
     ConflictError,
     NotFoundError,
-    ProtocolError,
     StoreError,
     ValidationError,
 )
 from clusterlink.store import Store
+from clusterlink.transport.dial import format_address
+from clusterlink.transport.tls import TLSLayer
 
-__all__ = ["AdminServer"]
+__all__ = ["MAX_BODY_BYTES", "AdminServer"]
 
 log = logging.getLogger("clusterlink.admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_BY_PLURAL = {plural(kind): kind for kind in KINDS}
+
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+"""The largest request body (an apply of thousands of documents fits easily)."""
 
 
-def _error(status: int, reason: str, message: str, field: str | None = None) -> web.Response:
+def _error(
+    status: int,
+    reason: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
     body: dict[str, Any] = {"reason": reason, "message": message}
     if field:
         body["field"] = field
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
+
+
+class _MutualTLSSite(web.BaseSite):
+    """An aiohttp site whose connections are ``TLSLayer``s made by ``accept``."""
+
+    def __init__(
+        self, runner: web.BaseRunner, sock: socket.socket, accept: Callable[[], TLSLayer]
+    ) -> None:
+        super().__init__(runner)
+        self._sock = sock
+        self._accept = accept
+
+    @property
+    def name(self) -> str:
+        return "https://" + format_address(self._sock.getsockname()[:2])
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._accept, sock=self._sock)
 
 
 class AdminServer:
@@ -77,6 +113,7 @@ class AdminServer:
         health: PeerHealth,
         gateway_info: Callable[[], Mapping[str, Any]],
         close_revoked_tunnels: Callable[[], int],
+        handshake_timeout_s: float = 5.0,
     ) -> None:
         self.local_name = local_name
         self._context = context
@@ -86,9 +123,11 @@ class AdminServer:
         self.health = health
         self.gateway_info = gateway_info
         self.close_revoked_tunnels = close_revoked_tunnels
+        self.handshake_timeout_s = handshake_timeout_s
+        self.refusals = RefusalLog(log)
         self._runner: web.AppRunner | None = None
         self.app = web.Application(
-            middlewares=[self._errors, self._authenticate], client_max_size=8 * 1024 * 1024
+            middlewares=[self._errors, self._authenticate], client_max_size=MAX_BODY_BYTES
         )
         self.app.add_routes(
             [
@@ -113,13 +152,40 @@ class AdminServer:
             raise
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.SockSite(self._runner, sock, ssl_context=self._context())
-        await site.start()
+        await _MutualTLSSite(self._runner, sock, self._accept).start()
         return sock.getsockname()[:2]  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _accept(self) -> TLSLayer:
+        """A new connection: our TLS handshake first, then aiohttp's request handler."""
+        assert self._runner is not None and self._runner.server is not None
+        layer = TLSLayer(
+            self._context(),
+            self._runner.server(),
+            server_side=True,
+            handshake_timeout_s=self.handshake_timeout_s,
+        )
+        layer.handshake_done.add_done_callback(partial(self._on_handshake, layer))
+        return layer
+
+    def _on_handshake(self, layer: TLSLayer, done: asyncio.Future[None]) -> None:
+        exc = None if done.cancelled() else done.exception()
+        if exc is None:
+            return
+        peername = layer.raw.get_extra_info("peername") if layer.raw is not None else None
+        host, client = _client_of(peername)
+        refusal = describe_handshake_failure(exc, peer=self.local_name)
+        if refusal is None:
+            log.debug("admin API connection from %s ended in the TLS handshake: %s", client, exc)
+            return
+        kind, reason = refusal
+        line = f"admin API refused a TLS handshake from {client}: {reason}"
+        self.refusals.refused(host, kind, line)
 
     # -- middlewares ------------------------------------------------------------------------
 
@@ -128,16 +194,24 @@ class AdminServer:
         transport = request.transport
         cert = transport.get_extra_info("peercert") if transport is not None else None
         admin_of = admin_peer_of(cert)
-        if admin_of != self.local_name:
-            who = f"the admin certificate of peer {admin_of!r}" if admin_of else "a certificate"
-            log.warning("admin API refused %s from %s", who, request.remote)
-            return _error(
-                403,
-                "forbidden",
-                f"{who} cannot administer peer {self.local_name!r}; "
-                f"use {self.local_name}'s admin/cert.pem",
+        if admin_of == self.local_name:
+            return await handler(request)
+        local, use = self.local_name, f"use {self.local_name}'s admin/cert.pem"
+        if admin_of is not None:
+            what = f"the admin certificate of peer {admin_of!r}"
+            message = f"{what} cannot administer peer {local!r}; {use}"
+        else:
+            gateway = peer_name_of(cert)
+            what = (
+                "a certificate that names no admin of this fabric"
+                if gateway is None
+                else f"the gateway certificate of peer {gateway!r}"
             )
-        return await handler(request)
+            message = f"a certificate cannot administer peer {local!r}: this is {what}; {use}"
+        host, client = _client_of(transport.get_extra_info("peername") if transport else None)
+        line = f"admin API refused {what} from {client}: {_request_line(request)}"
+        self.refusals.refused(host, f"forbidden: {what}", line)
+        return _error(403, "forbidden", message)
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -146,8 +220,9 @@ class AdminServer:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            reason = "not-found" if exc.status == 404 else "malformed"
-            return _error(exc.status, reason, f"{request.method} {request.path}: {exc.reason}")
+            return _http_error(request, exc)
+        except BadRequest as exc:
+            return _error(exc.status, exc.reason, str(exc), exc.field)
         except ValidationError as exc:
             return _error(422, "invalid", str(exc), exc.field)
         except NotFoundError as exc:
@@ -160,7 +235,7 @@ class AdminServer:
         except ClusterLinkError as exc:
             return _error(400, "malformed", str(exc))
         except Exception:
-            log.exception("admin API bug while serving %s %s", request.method, request.path)
+            log.exception("admin API bug while serving %s", _request_line(request))
             return _error(500, "internal", "internal error in the gateway; see its log")
 
     # -- handlers ---------------------------------------------------------------------------
@@ -197,34 +272,37 @@ class AdminServer:
         )
 
     async def apply(self, request: web.Request) -> web.Response:
-        resources = parse_request_documents((await _json_body(request)).get("documents"))
+        close_tunnels = parse_close_tunnels(request.query.get("closeTunnels"))
+        resources = parse_documents_body(await request.read())
         outcomes = await self.resources.apply(resources)
         answer: dict[str, Any] = {"results": [_result(o.key, o.result) for o in outcomes]}
-        return web.json_response(self._maybe_close_tunnels(request, answer))
+        return web.json_response(self._maybe_close_tunnels(close_tunnels, answer))
 
-    def _maybe_close_tunnels(self, request: web.Request, answer: dict[str, Any]) -> dict[str, Any]:
+    def _maybe_close_tunnels(self, close_tunnels: bool, answer: dict[str, Any]) -> dict[str, Any]:
         """``?closeTunnels=true``: also reset open tunnels the new state no longer allows."""
-        if request.query.get("closeTunnels", "").lower() in ("1", "true", "yes"):
+        if close_tunnels:
             answer["tunnelsClosed"] = self.close_revoked_tunnels()
         return answer
 
     async def delete_documents(self, request: web.Request) -> web.Response:
-        resources = parse_request_documents((await _json_body(request)).get("documents"))
+        close_tunnels = parse_close_tunnels(request.query.get("closeTunnels"))
+        resources = parse_documents_body(await request.read())
         keys = [ResourceKey(r.kind, r.metadata.namespace, r.metadata.name) for r in resources]
-        return await self._delete(request, keys)
+        return await self._delete(close_tunnels, keys)
 
     async def delete(self, request: web.Request) -> web.Response:
-        return await self._delete(request, [_key(request)])
+        close_tunnels = parse_close_tunnels(request.query.get("closeTunnels"))
+        return await self._delete(close_tunnels, [_key(request)])
 
-    async def _delete(self, request: web.Request, keys: list[ResourceKey]) -> web.Response:
+    async def _delete(self, close_tunnels: bool, keys: list[ResourceKey]) -> web.Response:
         deleted = await self.resources.delete(keys)
         keys_deleted = [ResourceKey(r.kind, r.metadata.namespace, r.metadata.name) for r in deleted]
         answer: dict[str, Any] = {"results": [_result(k, "deleted") for k in keys_deleted]}
-        return web.json_response(self._maybe_close_tunnels(request, answer))
+        return web.json_response(self._maybe_close_tunnels(close_tunnels, answer))
 
     async def list(self, request: web.Request) -> web.Response:
-        kind = _kind(request)
-        namespace = request.query.get("namespace") or None
+        kind = parse_kind(request.match_info["kind"])
+        namespace = parse_namespace(request.query.get("namespace"))
         items = [self._document(r) for r in self.store.list(kind, namespace)]
         return web.json_response({"items": items})
 
@@ -262,24 +340,44 @@ def _result(key: ResourceKey, outcome: str) -> dict[str, str]:
     return {"kind": key.kind, "namespace": key.namespace, "name": key.name, "outcome": outcome}
 
 
-def _kind(request: web.Request) -> str:
-    text = request.match_info["kind"]
-    kind = _BY_PLURAL.get(text)
-    if kind is None:
-        kind = kind_info(text).name  # accepts other spellings; ValidationError if unknown
-    return kind
-
-
 def _key(request: web.Request) -> ResourceKey:
-    namespace = request.query.get("namespace") or "default"
-    return ResourceKey.of(_kind(request), request.match_info["name"], namespace)
+    match = request.match_info
+    return parse_key(match["kind"], match["name"], request.query.get("namespace"))
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"request body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ProtocolError("request body must be a JSON object")
-    return body
+def _request_line(request: web.Request) -> str:
+    """Method and path for a log line, the path as sent (percent-encoded, so pure ASCII): a
+    hostile path can neither break a line nor the log's UTF-8."""
+    return f"{request.method} {request.rel_url.raw_path}"
+
+
+def _client_of(peername: Any) -> tuple[str, str]:
+    """(host, "host:port") of a connection's peer address, for refusal logs."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return str(peername[0]), format_address(peername[:2])
+    return "?", "an unknown address"
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (no route, wrong method, body too large) as our JSON errors."""
+    what = f"{request.method} {request.path}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return _error(
+            405,
+            "method-not-allowed",
+            f"{what}: method not allowed; {request.path} takes {allowed}",
+            headers={"Allow": allowed},
+        )
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return _error(
+            413,
+            "too-large",
+            f"{what}: the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB; "
+            "apply the documents in several smaller requests",
+        )
+    if exc.status == 404:
+        return _error(
+            404, "not-found", f"{what}: no such route; GET /v1/openapi.json lists the routes"
+        )
+    return _error(exc.status, "malformed", f"{what}: {exc.reason}")

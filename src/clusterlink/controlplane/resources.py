@@ -18,13 +18,12 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from clusterlink.api import Import, Resource, ResourceKey, key_of, resource_from_dict
+from clusterlink.api import Import, Resource, ResourceKey, key_of
 from clusterlink.controlplane.catalog import Catalog, NamespacedName
-from clusterlink.errors import ValidationError
 from clusterlink.store import ApplyOutcome, Store
 from clusterlink.transport.dial import parse_address
 
-__all__ = ["ImportBinder", "PreparedImports", "ResourceService", "parse_request_documents"]
+__all__ = ["ImportBinder", "PreparedImports", "ResourceService"]
 
 log = logging.getLogger("clusterlink.resources")
 
@@ -48,26 +47,6 @@ class ImportBinder(Protocol):
     def close_removed(self, keep: Iterable[NamespacedName]) -> None: ...
 
     def listen_address(self, key: NamespacedName) -> str | None: ...
-
-
-def parse_request_documents(documents: object) -> list[Resource]:
-    """Validate the documents of an apply/delete request; the error names document and field."""
-    if not isinstance(documents, list):
-        raise ValidationError("must be a list of resource documents", field="documents")
-    resources: list[Resource] = []
-    seen: set[ResourceKey] = set()
-    for i, doc in enumerate(documents, start=1):
-        try:
-            resource = resource_from_dict(doc)
-        except ValidationError as exc:
-            where = f"document {i}: " if len(documents) > 1 else ""
-            raise ValidationError(f"{where}{exc}", field=exc.field) from None
-        key = key_of(resource)
-        if key in seen:
-            raise ValidationError(f"document {i}: {key} appears twice in one request")
-        seen.add(key)
-        resources.append(resource)
-    return resources
 
 
 def _leased_port(imp: Import) -> int:
