@@ -1,23 +1,56 @@
 """The OpenAPI description of the admin API, generated from the resource models.
 
-One source of truth: the pydantic models that validate documents also describe them here, so
-the description cannot drift from what the gateway accepts. Used by ``GET /v1/openapi.json``
-and by schema-driven tests.
+One source of truth: the pydantic models that validate documents also describe them here, and
+the name rules of ``api.names`` describe the path and query parameters, so the description
+cannot drift from what the gateway accepts. Used by ``GET /v1/openapi.json`` and by the
+schema-driven tests, which generate requests from it and check every answer against it.
+
+What this adds to the models is what the HTTP layer decides: ``apiVersion`` and ``kind`` are
+required on the wire (the models default them, ``api.documents`` insists on them), the request
+and answer envelopes, the error body with every ``reason`` the API uses, and which statuses each
+route can answer (docs/admin-api.md). It also states the label rules of ``api.names`` in JSON
+schema terms (``_LABEL_FIELDS``): the models validate labels in Python only, and a description
+that allowed any string would make most generated documents invalid. The prefix of a label key
+is limited to 253 characters by ``api.names`` and not here (a pattern cannot say it); that is the
+one way a document that fits the description can still be refused (``422``). Likewise it says
+which operators of a ``matchExpressions`` entry take ``values``. Objects the API builds itself
+(status, results, errors) are closed (``additionalProperties: false``) except ``gateway`` and
+the peer entries of ``/v1/status``, which report runtime facts that may grow.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
+import pydantic
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from clusterlink.api.kinds import KINDS, plural
+from clusterlink.api import KINDS, plural
+from clusterlink.api.names import NamespaceName, ResourceName
+from clusterlink.controlplane.admin_input import BODY_FIELDS
 
-__all__ = ["openapi_document"]
+__all__ = ["ERROR_REASONS", "openapi_document"]
 
+ERROR_REASONS: Final = (
+    "malformed",
+    "forbidden",
+    "not-found",
+    "method-not-allowed",
+    "conflict",
+    "too-large",
+    "invalid",
+    "internal",
+    "store-unavailable",
+)
+"""Every ``reason`` an error body can carry (docs/admin-api.md)."""
+
+_OUTCOMES = ("created", "configured", "unchanged", "deleted")
+_LABEL_NAME = "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"  # api.names: at most 63
 _REF = "#/components/schemas/{model}"
+_STRING = {"type": "string"}
+_NULLABLE_STRING = {"type": ["string", "null"]}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -28,125 +61,308 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ERROR = _json(_ref("Error"), "error")
-_ERRORS = {str(s): _ERROR for s in (400, 403, 404, 409, 422, 503)}
+def _closed(properties: dict[str, Any], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = list(required)
+    return schema
 
 
-@cache
-def openapi_document(version: str) -> dict[str, Any]:
+_ERROR_STATUSES = {
+    400: "the request is malformed (body, query parameter or name); `field` names the part",
+    403: "the client certificate is not this peer's admin certificate",
+    404: "no such resource, kind or route",
+    409: "the change contradicts the current state (e.g. an Import's port is in use)",
+    413: "the request body is larger than the gateway accepts",
+    422: "a document is invalid; `field` is its path in the body (`documents[1].spec.port`)",
+    500: "a bug in the gateway; its log has the details",
+    503: "the state store cannot be read or written (disk full, read-only)",
+}
+
+
+def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
+    """``ok`` as 200, plus the error statuses of this route (every route may answer 403 and
+    500; every route that reads or writes the store, 503)."""
+    codes = sorted({403, 500, *statuses})
+    errors = {str(code): _json(_ref("Error"), _ERROR_STATUSES[code]) for code in codes}
+    return {"200": ok, **errors}
+
+
+def _label_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(label key, label map) as ``api.names`` checks them: a key is an optional DNS-name
+    prefix and ``/``, then a name; a value is empty or a name."""
+    dns_name = _string_schema(ResourceName)["pattern"].removeprefix("^").removesuffix("$")
+    key = {"type": "string", "pattern": f"^(({dns_name})/)?{_LABEL_NAME}$"}
+    value = {"type": "string", "pattern": f"^({_LABEL_NAME})?$"}
+    return key, {"type": "object", "propertyNames": key, "additionalProperties": value}
+
+
+# (schema, property) -> "key" or "map": the fields typed LabelKey or LabelMap in api.resources.
+_LABEL_FIELDS: Final = {
+    ("ObjectMeta", "labels"): "map",
+    ("ClusterObjectMeta", "labels"): "map",
+    ("PeerMeta", "labels"): "map",
+    ("WorkloadSelector", "matchLabels"): "map",
+    ("MatchExpression", "key"): "key",
+}
+
+
+def _document_schemas() -> dict[str, Any]:
+    """The kinds' schemas (and the models they use) with ``apiVersion`` and ``kind`` required
+    and the label rules stated."""
     models: list[tuple[type[BaseModel], Literal["validation"]]] = [
         (model, "validation") for model in KINDS.values()
     ]
     _, defs = models_json_schema(models, by_alias=True, ref_template=_REF)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
-    any_document = {"oneOf": [_ref(model.__name__) for model in KINDS.values()]}
-    schemas["Error"] = {
+    for model in KINDS.values():
+        schema = schemas[model.__name__]
+        schema["required"] = ["apiVersion", "kind", *schema.get("required", [])]
+    label_key, label_map = _label_schemas()
+    for (name, field), rule in _LABEL_FIELDS.items():
+        properties = schemas[name]["properties"]
+        properties[field] = {
+            "title": properties[field].get("title", field),
+            **(label_key if rule == "key" else label_map),
+        }
+    # api.resources.MatchExpression: In and NotIn need values, Exists and DoesNotExist take none.
+    schemas["MatchExpression"]["if"] = {"properties": {"operator": {"enum": ["In", "NotIn"]}}}
+    schemas["MatchExpression"]["then"] = {
+        "required": ["values"],
+        "properties": {"values": {"minItems": 1}},
+    }
+    schemas["MatchExpression"]["else"] = {"properties": {"values": {"maxItems": 0}}}
+    return schemas
+
+
+def _string_schema(annotation: Any) -> dict[str, Any]:
+    """The JSON schema ``api.names`` gives one of its string types."""
+    schema: dict[str, Any] = pydantic.TypeAdapter(annotation).json_schema()
+    return schema
+
+
+def _envelopes() -> dict[str, Any]:
+    kinds = list(KINDS)
+    any_document = {"oneOf": [_ref(kind) for kind in kinds]}
+    result = _closed(
+        {
+            "kind": {"type": "string", "enum": kinds},
+            "namespace": _STRING,
+            "name": _STRING,
+            "outcome": {"type": "string", "enum": [*_OUTCOMES]},
+        },
+        required=("kind", "namespace", "name", "outcome"),
+    )
+    address = {"type": "string", "description": "host:port"}
+    gateway = {
         "type": "object",
-        "required": ["reason", "message"],
+        "required": ["name", "fabric", "version", "labels", "listen", "admin", "importHost"],
         "properties": {
-            "reason": {"type": "string"},
-            "message": {"type": "string"},
-            "field": {"type": "string"},
+            "name": _STRING,
+            "fabric": _STRING,
+            "version": _STRING,
+            "labels": {"type": "object", "additionalProperties": _STRING},
+            "listen": address,
+            "admin": address,
+            "metrics": {"type": ["string", "null"], "description": "host:port, or null"},
+            "importHost": _STRING,
+            "uptimeS": {"type": "number", "minimum": 0},
         },
     }
-    schemas["Documents"] = {
+    peer = {
         "type": "object",
-        "required": ["documents"],
-        "properties": {"documents": {"type": "array", "items": any_document}},
-    }
-    schemas["Results"] = {
-        "type": "object",
+        "required": ["name", "gateways"],
         "properties": {
-            "results": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        k: {"type": "string"} for k in ("kind", "namespace", "name", "outcome")
-                    },
+            "name": _STRING,
+            "gateways": {"type": "array", "items": address},
+            "reachable": {"type": ["boolean", "null"]},
+            "reason": _NULLABLE_STRING,
+            "lastSeen": _NULLABLE_STRING,
+            "rttMs": {"type": ["number", "null"]},
+            "labels": {"type": "object", "additionalProperties": _STRING},
+        },
+    }
+    export = _closed(
+        {"namespace": _STRING, "name": _STRING, "host": _STRING, "port": {"type": "integer"}},
+        required=("namespace", "name", "host", "port"),
+    )
+    import_ = _closed(
+        {
+            "namespace": _STRING,
+            "name": _STRING,
+            "port": {"type": "integer"},
+            "listen": _NULLABLE_STRING,
+            "lbScheme": _STRING,
+            "sources": {"type": "array", "items": _ref("ImportSource")},
+        },
+        required=("namespace", "name", "port", "listen", "lbScheme", "sources"),
+    )
+    return {
+        "AnyDocument": any_document,
+        "Documents": _closed(
+            {field: {"type": "array", "items": _ref("AnyDocument")} for field in BODY_FIELDS},
+            required=BODY_FIELDS,
+        ),
+        "Items": _closed(
+            {"items": {"type": "array", "items": _ref("AnyDocument")}}, required=("items",)
+        ),
+        "Results": _closed(
+            {
+                "results": {"type": "array", "items": result},
+                "tunnelsClosed": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "present when closeTunnels=true was asked",
                 },
-            }
+            },
+            required=("results",),
+        ),
+        "Status": _closed(
+            {
+                "gateway": gateway,
+                "peers": {"type": "array", "items": peer},
+                "exports": {"type": "array", "items": export},
+                "imports": {"type": "array", "items": import_},
+            },
+            required=("gateway", "peers", "exports", "imports"),
+        ),
+        "Error": _closed(
+            {
+                "reason": {"type": "string", "enum": list(ERROR_REASONS)},
+                "message": _STRING,
+                "field": _STRING,
+            },
+            required=("reason", "message"),
+        ),
+    }
+
+
+def _parameters() -> dict[str, Any]:
+    return {
+        "kind": {
+            "name": "kind",
+            "in": "path",
+            "required": True,
+            "description": "the lower-case plural of the kind",
+            "schema": {"type": "string", "enum": sorted(plural(kind) for kind in KINDS)},
+        },
+        "name": {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "schema": _string_schema(ResourceName),
+        },
+        "namespace": {
+            "name": "namespace",
+            "in": "query",
+            "required": False,
+            "description": "does not filter cluster-scoped kinds (peers, privilegedaccesspolicies)",
+            "schema": _string_schema(NamespaceName),
+        },
+        "closeTunnels": {
+            "name": "closeTunnels",
+            "in": "query",
+            "required": False,
+            "description": "also reset the open tunnels that the new state no longer allows",
+            "schema": {"type": "boolean"},
         },
     }
-    kinds = sorted(plural(kind) for kind in KINDS)
-    kind_param = {
-        "name": "kind",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "enum": kinds},
-    }
-    name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    ns_param = {"name": "namespace", "in": "query", "required": False, "schema": {"type": "string"}}
-    close_param = {
-        "name": "closeTunnels",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string", "enum": ["true", "false"]},
-    }
+
+
+@cache
+def openapi_document(version: str) -> dict[str, Any]:
+    def parameter(name: str) -> dict[str, str]:
+        return {"$ref": f"#/components/parameters/{name}"}
+
     documents_body = {
         "required": True,
         "content": {"application/json": {"schema": _ref("Documents")}},
     }
-    results = {"200": _json(_ref("Results"), "what was done"), **_ERRORS}
+    results = _json(_ref("Results"), "what was done, one result per resource")
+    document = _json(_ref("AnyDocument"), "the document, with its status")
     return {
         "openapi": "3.1.0",
-        "info": {"title": "ClusterLink gateway admin API", "version": version},
+        "info": {
+            "title": "ClusterLink gateway admin API",
+            "version": version,
+            "description": "Served over mutual TLS; see docs/admin-api.md.",
+        },
+        "security": [{"adminCertificate": []}],
         "paths": {
             "/v1/status": {
                 "get": {
                     "operationId": "status",
-                    "responses": {
-                        "200": _json(
-                            {"type": "object"}, "the gateway, its peers, exports and imports"
-                        ),
-                        **_ERRORS,
-                    },
+                    "responses": _responses(
+                        _json(_ref("Status"), "the gateway, its peers, exports and imports"),
+                        503,
+                    ),
                 }
             },
             "/v1/apply": {
                 "post": {
                     "operationId": "apply",
-                    "parameters": [close_param],
+                    "description": "Create or update every document, all or nothing.",
+                    "parameters": [parameter("closeTunnels")],
                     "requestBody": documents_body,
-                    "responses": results,
+                    "responses": _responses(results, 400, 409, 413, 422, 503),
                 }
             },
             "/v1/delete": {
                 "post": {
                     "operationId": "deleteDocuments",
-                    "parameters": [close_param],
+                    "description": "Delete what the documents name, all or nothing.",
+                    "parameters": [parameter("closeTunnels")],
                     "requestBody": documents_body,
-                    "responses": results,
+                    "responses": _responses(results, 400, 404, 413, 422, 503),
                 }
             },
             "/v1/resources/{kind}": {
                 "get": {
                     "operationId": "list",
-                    "parameters": [kind_param, ns_param],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {"items": {"type": "array", "items": any_document}},
-                            },
-                            "the documents",
-                        ),
-                        **_ERRORS,
-                    },
+                    "parameters": [parameter("kind"), parameter("namespace")],
+                    "responses": _responses(
+                        _json(_ref("Items"), "the documents, with their status"), 400, 404, 503
+                    ),
                 }
             },
             "/v1/resources/{kind}/{name}": {
                 "get": {
                     "operationId": "get",
-                    "parameters": [kind_param, name_param, ns_param],
-                    "responses": {"200": _json(any_document, "the document"), **_ERRORS},
+                    "parameters": [parameter("kind"), parameter("name"), parameter("namespace")],
+                    "responses": _responses(document, 400, 404, 503),
                 },
                 "delete": {
                     "operationId": "delete",
-                    "parameters": [kind_param, name_param, ns_param, close_param],
-                    "responses": results,
+                    "parameters": [
+                        parameter("kind"),
+                        parameter("name"),
+                        parameter("namespace"),
+                        parameter("closeTunnels"),
+                    ],
+                    "responses": _responses(results, 400, 404, 503),
                 },
             },
+            "/v1/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "responses": _responses(
+                        _json({"type": "object"}, "this description of the admin API")
+                    ),
+                }
+            },
         },
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": {**_document_schemas(), **_envelopes()},
+            "parameters": _parameters(),
+            "securitySchemes": {
+                "adminCertificate": {
+                    "type": "mutualTLS",
+                    "description": "this peer's admin certificate (<peer-dir>/admin/cert.pem)",
+                }
+            },
+        },
     }
