@@ -179,11 +179,6 @@ def test_close_tunnels_refuses_anything_else(value: str) -> None:
     assert caught.value.field == "closeTunnels"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api.documents validates in pydantic's lax mode, so JSON true and '80' pass as "
-    "ports; to be fixed there (strict validation of wire documents)",
-)
 @pytest.mark.parametrize("port", [True, "80"], ids=["boolean", "string"])
 def test_a_port_must_be_a_json_integer(port: object) -> None:
     export = document("Export", "db", {"host": "h", "port": port})

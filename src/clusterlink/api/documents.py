@@ -163,8 +163,10 @@ def _resource(data: object, where: str | None) -> Resource:
 
 
 def _validate(model: type[R], data: Mapping[str, Any], context: str) -> R:
+    # Strict: a document is data, not something to guess at: JSON ``true`` or ``"80"`` is not
+    # a port. (YAML and JSON numbers still arrive as the right Python types.)
     try:
-        return model.model_validate(data, by_alias=True, by_name=False)
+        return model.model_validate(data, strict=True, by_alias=True, by_name=False)
     except pydantic.ValidationError as exc:
         field, problem = _describe(_first(exc.errors()))
         raise _invalid(context, field, problem) from exc

@@ -353,7 +353,9 @@ def _at(key: ResourceKey) -> tuple[str, str, str]:
 
 
 def _encode(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    # ASCII with escapes: any str encodes, even one SQLite's UTF-8 cannot hold (a lone
+    # surrogate), so a write can never fail on the text it stores.
+    return json.dumps(data, separators=(",", ":"))
 
 
 def _now() -> str:
