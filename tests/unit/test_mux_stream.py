@@ -84,3 +84,48 @@ async def test_a_reply_held_before_the_relay_reads_survives_the_clients_early_eo
     assert bytes(reader.data) == b"reply"
     assert reader.eof
     assert reader.lost == [None]  # then a clean end: both directions are done
+
+
+class _Producer(_Reader):
+    """Counts what the stream tells its producer about writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses = 0
+        self.resumes = 0
+
+    def pause_writing(self) -> None:
+        self.pauses += 1
+
+    def resume_writing(self) -> None:
+        self.resumes += 1
+
+
+async def test_a_write_while_the_connection_is_congested_is_held_and_pauses_the_producer() -> None:
+    """Whatever window the peer granted: once the connection's own buffer is full (a peer that
+    reads nothing), a write -- also to a stream opened after that -- is held and pauses its
+    producer, so what waits for the peer is one write per stream, not a window per stream."""
+    requests: list[StreamRequest] = []
+    server = MuxSession(client_side=False, on_request=lambda _, event: requests.append(event))
+    client = MuxSession(client_side=True, peer_name="b")
+    client.connection_made(_Wire(server))
+    server.connection_made(_Wire(client))
+    opening = asyncio.create_task(client.open_stream(ExportRef("default", "web"), {}))
+    await _turns()
+    server.pause_writing()  # what the TLS transport says when its buffer is over the mark
+    served = server.accept(requests[0].stream_id)
+    assert served is not None
+    producer = _Producer()
+    served.set_protocol(producer)
+
+    served.write(b"x" * 100_000)  # within the window the client granted
+
+    assert (producer.pauses, served.get_write_buffer_size()) == (1, 100_000)
+    server.resume_writing()
+    assert (producer.resumes, served.get_write_buffer_size()) == (1, 0)
+    stream, _ = await opening
+    reader = _Reader()
+    stream.set_protocol(reader)
+    stream.resume_reading()
+    await _turns()
+    assert reader.data == b"x" * 100_000

@@ -26,7 +26,10 @@ Wire format. Every frame is an 8-byte header and a payload::
     GOAWAY    7  stream 0: last stream id: u32; no new streams on this connection
 
 Each side sends SETTINGS first; until the peer's arrive, ``DEFAULT_STREAM_WINDOW`` applies.
+(A peer may send more, up to ``_MAX_SETTINGS_FRAMES``: each may touch every stream.)
 Statuses and refusal bodies are those of the basic mode (200, 400, 403, 404, 502, 503).
+An OPEN beyond our stream limit is answered ``503 overloaded`` by this layer; one that crosses
+our GOAWAY is RESET (refused), since the client learns from the GOAWAY to go elsewhere.
 Unknown frame types are ignored, so the protocol can grow.
 
 Flow control is per stream and credit-based: a receiver hands credit back (WINDOW) only for
@@ -96,6 +99,9 @@ _MAX_CONTROL_BYTES: Final = 64 * 1024  # any frame but DATA
 _MAX_DATA_FRAME: Final = 1024 * 1024
 _JOIN_BELOW: Final = 16 * 1024  # smaller DATA payloads are sent joined with their header
 _MAX_STREAM_ID: Final = 2**31 - 1
+# A SETTINGS frame that changes the window touches every open stream: a few bytes for a peer,
+# thousands of updates for us. One is the norm; past this many the peer is flooding.
+_MAX_SETTINGS_FRAMES: Final = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,6 +215,13 @@ def _frame(kind: int, stream_id: int, payload: bytes = b"") -> bytes:
     return _HEADER.pack(kind << 24 | len(payload), stream_id) + payload
 
 
+def _verdict_frame(stream_id: int, verdict: Verdict) -> bytes:
+    if verdict.is_allowed:
+        return _frame(VERDICT, stream_id, _U16.pack(200))
+    body = dump_json({"reason": verdict.reason, "message": verdict.message})
+    return _frame(VERDICT, stream_id, _U16.pack(verdict.status) + body)
+
+
 # -- the connection ----------------------------------------------------------------------------
 
 
@@ -228,6 +241,7 @@ class MuxConnection:
         self._peer_window = DEFAULT_STREAM_WINDOW  # the peer's receive window per stream
         self._peer_max_streams = 100  # until the peer's SETTINGS say otherwise
         self._draining = False  # GOAWAY received or sent
+        self._settings_received = 0
         self._closed = False
         # Receive state (see receive_data).
         self._header = bytearray()  # a frame header cut by the end of a read
@@ -358,6 +372,9 @@ class MuxConnection:
     def _on_settings(self, payload: bytes, events: list[MuxEvent]) -> None:
         if len(payload) % _SETTING.size:
             raise ProtocolError("malformed SETTINGS frame")
+        self._settings_received += 1
+        if self._settings_received > _MAX_SETTINGS_FRAMES:
+            raise ProtocolError(f"more than {_MAX_SETTINGS_FRAMES} SETTINGS frames")
         for offset in range(0, len(payload), _SETTING.size):
             setting, value = _SETTING.unpack_from(payload, offset)
             if setting == _SETTING_WINDOW:
@@ -378,8 +395,19 @@ class MuxConnection:
         if stream_id % 2 == 0 or stream_id <= self._highest_peer_id:
             raise ProtocolError(f"stream id {stream_id} is not a new odd id")
         self._highest_peer_id = stream_id
-        if self._draining or len(self._streams) >= self.settings.max_concurrent_streams:
+        if self._draining:
             self._out.append(_frame(RESET, stream_id, _U32.pack(RESET_REFUSED)))
+            return
+        if len(self._streams) >= self.settings.max_concurrent_streams:
+            # A client that keeps to our SETTINGS never gets here; one that opened before
+            # they arrived, or ignores them, gets an answer it can act on at once.
+            error = ProtocolError(
+                f"{len(self._streams)} streams are open on this connection, the limit",
+                status=503,
+                reason="overloaded",
+            )
+            self._out.append(_verdict_frame(stream_id, Verdict.from_error(error)))
+            events.append(StreamRefused(stream_id, error))
             return
         # A client that has not read our SETTINGS yet may send the default window's worth;
         # we cannot tell when it has, so a window of ours below the default is never enforced
@@ -401,12 +429,9 @@ class MuxConnection:
         if stream is None:
             return
         stream.answered = True
-        if verdict.is_allowed:
-            self._out.append(_frame(VERDICT, stream_id, _U16.pack(200)))
-            return
-        body = dump_json({"reason": verdict.reason, "message": verdict.message})
-        self._out.append(_frame(VERDICT, stream_id, _U16.pack(verdict.status) + body))
-        del self._streams[stream_id]
+        self._out.append(_verdict_frame(stream_id, verdict))
+        if not verdict.is_allowed:
+            del self._streams[stream_id]
 
     # -- client side ------------------------------------------------------------------------
 

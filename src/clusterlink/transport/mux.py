@@ -17,9 +17,14 @@ socket:
 - received bytes are handed on as ``memoryview`` slices of the decrypted record (no copy);
   every consumer on our data path (the relay, TCP and TLS transports) takes any buffer.
 
-When the TLS connection's own buffer fills, every stream's producer is paused at once.
-Frames are written out after each batch of incoming events and after each write, so nothing
-waits for a timer.
+When the TLS connection's own buffer fills (the peer reads slower than we write, or not at
+all), every stream's producer is paused at once, and a stream that is written to meanwhile --
+a new one too -- holds the bytes and pauses its producer, whatever window the peer granted:
+so what waits for a peer that does not read is bounded by the connection's buffer plus one
+write per stream, never by the windows it announced. The same peer can still make us answer:
+every OPEN gets a VERDICT; a peer that sends ``_MAX_OPENS_UNREAD`` OPENs while not reading
+is cut off. Frames are written out after each batch of incoming events and after each write,
+so nothing waits for a timer.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ __all__ = ["MuxSession", "StreamTransport"]
 log = logging.getLogger("clusterlink.mux")
 
 _HIGH_WATER = 512 * 1024
+# OPENs answered while the peer reads none of our bytes; beyond, it is only making us buffer.
+_MAX_OPENS_UNREAD = 10_000
 
 
 class _Unattached(asyncio.Protocol):
@@ -87,17 +94,17 @@ class StreamTransport(asyncio.Transport):
             return
         if isinstance(data, bytearray):
             data = bytes(data)  # its owner may change it after we return
-        if not self._held:
-            sent = self._session.mux.send_data(self.stream_id, data)
-            self._session.flush()
+        session = self._session
+        if not self._held and not session.is_congested:
+            sent = session.mux.send_data(self.stream_id, data)
+            session.flush()
             if sent == len(data):
                 return
             data = memoryview(data)[sent:]
         self._held.append(data)
         self._held_bytes += len(data)
-        if self._held_bytes > self._high_water and not self._writing_paused:
-            self._writing_paused = True
-            self._protocol.pause_writing()
+        if self._held_bytes > self._high_water or session.is_congested:
+            self._pause_producer()
 
     def write_eof(self) -> None:
         if self._sent_end or self._is_gone:
@@ -156,6 +163,8 @@ class StreamTransport(asyncio.Transport):
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         assert isinstance(protocol, asyncio.Protocol)
         self._protocol = protocol
+        # The newcomer was told nothing: if writing must still pause, its first write says so.
+        self._writing_paused = False
         if self._is_gone:  # tell the newcomer at once that there is nothing left
             asyncio.get_running_loop().call_soon(protocol.connection_lost, self._lost)
 
@@ -214,9 +223,13 @@ class StreamTransport(asyncio.Transport):
             self.close()
         self._maybe_gone()
 
+    def _pause_producer(self) -> None:
+        if not self._writing_paused:
+            self._writing_paused = True
+            self._protocol.pause_writing()
+
     def _on_window(self) -> None:
-        if not self._held:
-            return
+        """The window grew or the connection drained: send what is held, maybe resume."""
         mux, held = self._session.mux, self._held
         while held:
             chunk = held[0]
@@ -228,7 +241,11 @@ class StreamTransport(asyncio.Transport):
             held.popleft()
         if not held and self._eof_wanted and not self._sent_end:
             self._send_end()
-        if self._writing_paused and self._held_bytes <= self._high_water // 4:
+        if (
+            self._writing_paused
+            and self._held_bytes <= self._high_water // 4
+            and not self._session.is_congested
+        ):
             self._writing_paused = False
             self._protocol.resume_writing()
         self._maybe_gone()
@@ -292,6 +309,8 @@ class MuxSession(asyncio.Protocol):
         self._on_request = on_request
         self._on_refused = on_refused
         self.is_open = True
+        self.is_congested = False  # our writes are paused: the peer reads slower than we write
+        self._opens_unread = 0  # OPENs answered since we became congested
 
     # -- TLS side -----------------------------------------------------------------------------
 
@@ -301,6 +320,8 @@ class MuxSession(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
+        if not self.is_open:
+            return  # closed by us: what the TLS layer still had decrypted goes nowhere
         try:
             events = self.mux.receive_data(data)
         except ProtocolError as exc:
@@ -312,6 +333,17 @@ class MuxSession(asyncio.Protocol):
             return
         for event in events:
             self._handle(event)
+        if self._opens_unread > _MAX_OPENS_UNREAD:
+            log.warning(
+                "closing multiplexed connection to %s: it sent %d new streams while reading "
+                "none of our answers",
+                self.peer_name or "?",
+                self._opens_unread,
+            )
+            self._close_all(ConnectionResetError("the peer reads nothing"))
+            assert self.transport is not None
+            self.transport.abort()
+            return
         self.flush()
 
     def eof_received(self) -> bool:
@@ -323,13 +355,16 @@ class MuxSession(asyncio.Protocol):
         )
 
     def pause_writing(self) -> None:
+        self.is_congested = True
         for stream in list(self.streams.values()):
-            stream._protocol.pause_writing()
+            stream._pause_producer()
 
     def resume_writing(self) -> None:
+        self.is_congested = False
+        self._opens_unread = 0
         for stream in list(self.streams.values()):
-            if not stream._writing_paused:
-                stream._protocol.resume_writing()
+            stream._on_window()
+        self.flush()
 
     # -- events -------------------------------------------------------------------------------
 
@@ -360,6 +395,7 @@ class MuxSession(asyncio.Protocol):
             if waiter is not None and not waiter.done():
                 waiter.set_result(event.verdict)
         elif isinstance(event, StreamRequest):
+            self._opens_unread += self.is_congested
             if self._on_request is None:
                 self.mux.reset_stream(event.stream_id, refused=True)
             else:
@@ -368,6 +404,7 @@ class MuxSession(asyncio.Protocol):
                 self.streams[event.stream_id] = StreamTransport(self, event.stream_id)
                 self._on_request(self, event)
         elif isinstance(event, StreamRefused):
+            self._opens_unread += self.is_congested
             if self._on_refused is not None:
                 self._on_refused(self, event)
         elif isinstance(event, ConnectionEnded):
