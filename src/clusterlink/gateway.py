@@ -44,6 +44,7 @@ from clusterlink.controlplane.metrics_server import MetricsServer
 from clusterlink.controlplane.resources import ResourceService
 from clusterlink.dataplane.connector import PeerConnector
 from clusterlink.dataplane.import_listener import ImportListeners
+from clusterlink.dataplane.limits import Limits
 from clusterlink.dataplane.peer_listener import PEER_ALPN, PeerListener
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
@@ -165,6 +166,8 @@ class Gateway:
         metrics = GatewayMetrics(peers=health.samples)
         tunnels = TunnelRegistry(idle_timeout_s=settings.idle_timeout_s, metrics=metrics)
         metrics.live_tunnels = tunnels.samples
+        limits = Limits(settings, metrics)  # shared: a peer's tunnels count both ways
+        metrics.limit_usage = limits.usage
         imports = ImportListeners(
             host=config.import_host,
             catalog=catalog,
@@ -173,6 +176,7 @@ class Gateway:
             connector=connector,
             tunnels=tunnels,
             metrics=metrics,
+            limits=limits,
             refuse_grace_s=settings.refuse_grace_s,
         )
         resources = ResourceService(store=store, catalog=catalog, binder=imports)
@@ -184,6 +188,7 @@ class Gateway:
             tunnels=tunnels,
             settings=settings,
             metrics=metrics,
+            limits=limits,
         )
         admin = AdminServer(
             local_name=self.local.name,

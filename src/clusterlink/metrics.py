@@ -19,19 +19,23 @@ Metrics (labels in brackets):
 - ``clusterlink_tunnels_active`` [direction]
 - ``clusterlink_peer_reachable`` [peer]: 1 reachable, 0 not (or not yet known).
 - ``clusterlink_peer_heartbeat_rtt_seconds`` [peer]
+- ``clusterlink_limit_hits_total`` [limit]: a connection, stream or tunnel refused or ended
+  by a limit (``dataplane.limits.Limit`` names them).
+- ``clusterlink_connections_open`` [listener], ``clusterlink_handshakes_pending``,
+  ``clusterlink_peer_tunnels`` [peer]: the current use of those limits.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["GatewayMetrics", "PeerSample", "TunnelLabels", "TunnelSample"]
+__all__ = ["GatewayMetrics", "LimitUsage", "PeerSample", "TunnelLabels", "TunnelSample"]
 
 TunnelLabels = tuple[str, str, str]  # (direction, resource, peer)
 
@@ -53,6 +57,15 @@ class PeerSample:
     peer: str
     reachable: bool | None
     rtt_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUsage:
+    """How much of each limited resource is in use now."""
+
+    connections: Mapping[str, int] = field(default_factory=dict)  # listener -> open
+    pending_handshakes: int = 0  # on the peer listener
+    peer_tunnels: Mapping[str, int] = field(default_factory=dict)  # peer -> open or opening
 
 
 class _ScrapeTimeCollector(Collector):
@@ -104,6 +117,34 @@ class _ScrapeTimeCollector(Collector):
                 rtt.add_metric([name], peer_sample.rtt_s)
         yield reachable
         yield rtt
+        yield from _usage_gauges(owner.limit_usage())
+
+
+def _usage_gauges(usage: LimitUsage) -> Iterator[Metric]:
+    yield _gauge(
+        "clusterlink_connections_open",
+        "Connections open on each listener (peer listener: TLS connections)",
+        "listener",
+        usage.connections,
+    )
+    yield GaugeMetricFamily(
+        "clusterlink_handshakes_pending",
+        "TLS handshakes in progress on the peer listener",
+        value=usage.pending_handshakes,
+    )
+    yield _gauge(
+        "clusterlink_peer_tunnels",
+        "Tunnels to and from each peer, open or being set up",
+        "peer",
+        usage.peer_tunnels,
+    )
+
+
+def _gauge(name: str, documentation: str, label: str, values: Mapping[str, int]) -> Metric:
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family
 
 
 class GatewayMetrics:
@@ -112,10 +153,12 @@ class GatewayMetrics:
         *,
         live_tunnels: Callable[[], Iterable[TunnelSample]] = lambda: (),
         peers: Callable[[], Iterable[PeerSample]] = lambda: (),
+        limit_usage: Callable[[], LimitUsage] = LimitUsage,
     ) -> None:
         self.registry = CollectorRegistry()
         self.live_tunnels = live_tunnels
         self.peers = peers
+        self.limit_usage = limit_usage
         self.closed_bytes: dict[TunnelLabels, tuple[int, int]] = {}
         self.connections = Counter(
             "clusterlink_connections",
@@ -134,6 +177,12 @@ class GatewayMetrics:
             "Time from accepting a connection to relaying its first byte",
             ["direction"],
             buckets=_SETUP_BUCKETS,
+            registry=self.registry,
+        )
+        self.limit_hits = Counter(
+            "clusterlink_limit_hits",
+            "Connections, streams or tunnels refused or ended by a limit",
+            ["limit"],
             registry=self.registry,
         )
         self.registry.register(_ScrapeTimeCollector(self))

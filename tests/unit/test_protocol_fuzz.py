@@ -138,3 +138,25 @@ def test_arbitrary_answers_give_events_or_a_protocol_error(
                 return
     except ProtocolError as exc:
         assert (exc.status, exc.reason) == (502, "malformed")
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated_requests() | st.lists(st.binary(min_size=1, max_size=64), max_size=8))
+def test_a_timeout_refusal_can_be_sent_whatever_part_of_a_head_has_arrived(
+    chunks: list[bytes],
+) -> None:
+    """The peer listener answers ``408`` when a head is not complete in time: that answer
+    must be sendable at any point where the connection still waits for a head."""
+    conn = PeerServerConnection()
+    for chunk in chunks:
+        conn.receive_data(chunk)
+        try:
+            while isinstance(event := conn.next_event(), HealthRequest):
+                conn.send_health(B_HEALTH)
+        except ProtocolError:
+            return  # refused at once: no deadline left to miss
+        if event is not NEED_DATA:
+            return  # a CONNECT (decided elsewhere) or the end of the connection
+    answer = conn.send_verdict(Verdict(408, "timeout", "the request head was not complete"))
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert conn.next_event() is CLOSED

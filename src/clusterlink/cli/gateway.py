@@ -73,6 +73,45 @@ def gateway_run(
             "peer gateway; basic = one TLS connection per tunnel. Both are always accepted.",
         ),
     ] = TunnelMode.MUX,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Connections open at once on the peer listener, and on each import "
+            "listener; more are reset.",
+        ),
+    ] = 10_000,
+    max_connections_per_peer: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Tunnels to and from one peer at once, counting those being set up; more "
+            "are refused (503 overloaded; a source at the limit is skipped).",
+        ),
+    ] = 10_000,
+    max_pending_handshakes: Annotated[
+        int,
+        typer.Option(
+            min=1, help="TLS handshakes in progress on the peer listener; more are reset."
+        ),
+    ] = 256,
+    handshake_timeout: Annotated[
+        float, typer.Option(min=0.01, help="Seconds a TLS handshake may take, either way.")
+    ] = 5.0,
+    request_head_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="Seconds a peer may take to send a whole request head, from its first byte "
+            "(basic mode); 408 after.",
+        ),
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds without a byte either way after which a tunnel is reset; 0: never."
+        ),
+    ] = 3600.0,
     heartbeat_interval: Annotated[
         float, typer.Option(min=0.05, help="Seconds between heartbeats to each peer.")
     ] = 1.0,
@@ -109,7 +148,15 @@ def gateway_run(
         state_path=state,
         log_level=log_level.value,
         log_format=log_format.value,
-        dataplane=DataplaneSettings(multiplex=tunnel_mode is TunnelMode.MUX),
+        dataplane=DataplaneSettings(
+            multiplex=tunnel_mode is TunnelMode.MUX,
+            max_connections=max_connections,
+            max_connections_per_peer=max_connections_per_peer,
+            max_pending_handshakes=max_pending_handshakes,
+            handshake_timeout_s=handshake_timeout,
+            request_head_timeout_s=request_head_timeout,
+            idle_timeout_s=idle_timeout,
+        ),
         health=HealthSettings(
             interval_s=heartbeat_interval,
             timeout_s=max(1.0, heartbeat_interval),

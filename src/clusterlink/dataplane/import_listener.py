@@ -11,6 +11,11 @@ Sequence for one client connection (the source side of DESIGN §5):
     -> none did: the client gets a TCP RST (once it has spoken, or after a short grace, see
        ``reset_when_heard``) and the log says why, per source.
 
+Limits (``dataplane.limits``): a listener with ``max_connections`` clients already resets the
+next one at once; a source whose peer has ``max_connections_per_peer`` tunnels open or
+opening is skipped like an unreachable one. A client holds its listener slot, and a tunnel
+its peer slot, until it ends.
+
 Binding is two-phase so that an ``apply`` stays all-or-nothing: ``prepare`` binds the sockets
 an apply needs without serving on them, the caller stores the resources, then ``commit``
 starts serving (and closes listeners of replaced ports) or ``abort`` closes what was bound.
@@ -34,9 +39,10 @@ from clusterlink.controlplane.authz import LocalPeer, egress_decision, egress_so
 from clusterlink.controlplane.catalog import Catalog, NamespacedName
 from clusterlink.controlplane.loadbalancer import LoadBalancer
 from clusterlink.dataplane.connector import PeerConnector, TunnelRefused
+from clusterlink.dataplane.limits import Limit, Limits, Slots
 from clusterlink.dataplane.relay import Parked, RelayResult, reset
 from clusterlink.dataplane.tunnels import TunnelRegistry
-from clusterlink.errors import ClusterLinkError, ConflictError
+from clusterlink.errors import ClusterLinkError, ConflictError, PeerUnreachable
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ExportRef
 from clusterlink.transport.dial import format_address
@@ -85,8 +91,10 @@ class PreparedBinding:
         await self.owner._commit(self.new)
 
     def abort(self) -> None:
-        for lst in self.new.values():
+        for key, lst in self.new.items():
             lst.close()
+            if key not in self.owner._listeners:  # it never served: nothing to report
+                self.owner.limits.forget_listener(_listener_name(key))
 
 
 class ImportListeners:
@@ -102,11 +110,13 @@ class ImportListeners:
         connector: PeerConnector,
         tunnels: TunnelRegistry,
         metrics: GatewayMetrics,
+        limits: Limits,
         refuse_grace_s: float,
     ) -> None:
         self.host = host
         self.refuse_grace_s = refuse_grace_s
         self.metrics = metrics
+        self.limits = limits
         self.catalog = catalog
         self.local = local
         self.peers = peers
@@ -144,10 +154,11 @@ class ImportListeners:
     async def _bind(self, key: NamespacedName, port: int, leased: int) -> _Listener:
         loop = asyncio.get_running_loop()
         candidates = [port] if port else ([leased, 0] if leased else [0])
+        slots = self.limits.listener(_listener_name(key))
         for i, candidate in enumerate(candidates):
             try:
                 server = await loop.create_server(
-                    lambda: _ImportSession(self, key),
+                    lambda: _ImportSession(self, key, slots),
                     self.host,
                     candidate,
                     family=socket.AF_INET6 if ":" in self.host else socket.AF_INET,
@@ -183,6 +194,7 @@ class ImportListeners:
             lst = self._listeners.pop(key)
             lst.close()
             self.balancer.forget(key)
+            self.limits.forget_listener(_listener_name(key))
             log.info("import %s/%s deleted: stopped listening on %s", key[0], key[1], lst.listen)
 
     async def close(self) -> None:
@@ -227,7 +239,7 @@ class ImportListeners:
             ref = ExportRef(source.export_namespace, source.export_name)
             try:
                 gateways = self.peers.gateways_in_order(source.peer, peer.spec.gateways)
-                tunnel, early = await self.connector.open(source.peer, gateways, ref, src)
+                tunnel, early = await self._open(source.peer, gateways, ref, src, what)
             except TunnelRefused as exc:
                 failures.append(f"{target}: {exc}")
                 only_denials = only_denials and exc.verdict.status == 403
@@ -238,6 +250,7 @@ class ImportListeners:
                 continue
             if session.is_lost:
                 tunnel.abort()
+                self.limits.peer_tunnels.give_back(source.peer)
                 log.info("egress abandoned %s: the client left during set-up", what)
                 metrics.connections.labels("egress", resource, source.peer, "abandoned").inc()
                 return
@@ -247,7 +260,7 @@ class ImportListeners:
             relay = self.tunnels.open(
                 client,
                 tunnel,
-                self._on_close(what, target),
+                self._on_close(what, target, session.hand_over_slot(), source.peer),
                 labels,
                 still_allowed=partial(self._still_allowed, key, source, src),
             )
@@ -261,6 +274,30 @@ class ImportListeners:
         outcome = "denied" if only_denials else "failed"
         metrics.connections.labels("egress", resource, "", outcome).inc()
         await session.reset_when_heard(self.refuse_grace_s)
+
+    async def _open(
+        self,
+        peer: str,
+        gateways: Sequence[Gateway],
+        ref: ExportRef,
+        src: Mapping[str, str],
+        what: str,
+    ) -> tuple[asyncio.Transport, bytes]:
+        """A tunnel to ``peer`` that holds one of its tunnel slots (given back if this fails;
+        the tunnel's ``on_close`` gives it back otherwise)."""
+        peer_tunnels = self.limits.peer_tunnels
+        if not peer_tunnels.take(peer):
+            why = (
+                f"{peer_tunnels.maximum} tunnels to and from peer {peer} are open or opening, "
+                "the limit (--max-connections-per-peer)"
+            )
+            self.limits.hit(Limit.MAX_CONNECTIONS_PER_PEER, peer, "egress %s: %s", what, why)
+            raise PeerUnreachable(why)
+        try:
+            return await self.connector.open(peer, gateways, ref, src)
+        except BaseException:
+            peer_tunnels.give_back(peer)
+            raise
 
     def _try_last(self, source: ImportSource) -> bool:
         """Unreachable, or silent at the latest heartbeat: its turn comes after the others."""
@@ -277,11 +314,16 @@ class ImportListeners:
         labels = self.peers.labels_of(source.peer)
         return egress_decision(snapshot, imp, source, src, labels).is_allowed
 
-    def _on_close(self, what: str, target: str) -> Callable[[RelayResult], None]:
+    def _on_close(
+        self, what: str, target: str, slots: Slots, peer: str
+    ) -> Callable[[RelayResult], None]:
+        """The end of a tunnel: its client's listener slot and its peer slot are free again."""
         loop = asyncio.get_running_loop()
         started = loop.time()
 
         def on_close(result: RelayResult) -> None:
+            slots.give_back()
+            self.limits.peer_tunnels.give_back(peer)
             log.info(
                 "egress closed %s source=%s bytes_up=%d bytes_down=%d duration_s=%.3f%s",
                 what,
@@ -299,16 +341,33 @@ def _describe(source: ImportSource) -> str:
     return f"{source.peer}/{source.export_namespace}/{source.export_name}"
 
 
-class _ImportSession(Parked):
-    """Protocol of a client connection until the relay takes it over."""
+def _listener_name(key: NamespacedName) -> str:
+    """An import listener in ``clusterlink_connections_open{listener}``."""
+    return f"import:{key[0]}/{key[1]}"
 
-    def __init__(self, listeners: ImportListeners, key: NamespacedName) -> None:
+
+class _ImportSession(Parked):
+    """Protocol of a client connection until the relay takes it over.
+
+    It holds the client's slot of its listener (``slots``) while it is the connection's
+    protocol, and gives it back when the connection is lost; a relay that takes the
+    connection over takes the slot with it (``hand_over_slot``).
+    """
+
+    def __init__(self, listeners: ImportListeners, key: NamespacedName, slots: Slots) -> None:
         super().__init__()
         self.listeners = listeners
         self.key = key
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.task: asyncio.Task[None] | None = None
         self._heard: asyncio.Future[None] | None = None
+        self._slots = slots
+        self._holds_slot = False
+
+    def hand_over_slot(self) -> Slots:
+        """The slot now belongs to the caller, who gives it back when the client is gone."""
+        self._holds_slot = False
+        return self._slots
 
     async def reset_when_heard(self, grace_s: float) -> None:
         """Reset this refused client once it has sent something (or EOF), or after ``grace_s``.
@@ -337,6 +396,9 @@ class _ImportSession(Parked):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self._holds_slot:
+            self._holds_slot = False
+            self._slots.give_back()
         self._hear()
 
     def _hear(self) -> None:
@@ -347,4 +409,19 @@ class _ImportSession(Parked):
         super().connection_made(transport)
         self.accepted_at = asyncio.get_running_loop().time()
         self.transport = cast(asyncio.Transport, transport)
+        if not self._slots.take():
+            peername = transport.get_extra_info("peername")
+            client = format_address(peername) if peername else "?"
+            self.listeners.limits.hit(
+                Limit.MAX_CONNECTIONS,
+                _listener_name(self.key),
+                "import %s/%s reset client %s: %d connections are open, the limit "
+                "(--max-connections)",
+                *self.key,
+                client,
+                self._slots.maximum,
+            )
+            reset(self.transport)
+            return
+        self._holds_slot = True
         self.task = asyncio.create_task(self.listeners.serve(self, self.key))

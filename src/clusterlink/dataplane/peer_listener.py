@@ -16,6 +16,16 @@ A caller whose certificate names no peer (an admin certificate, say) is dropped 
 the handshake. Deleting a Peer revokes it: its next CONNECT is refused (heartbeats are still
 answered, they reveal only name and labels). One log line per refused or opened tunnel, one
 when it ends.
+
+Hostile callers (DESIGN §5; the limits are in ``dataplane.limits``): a connection over
+``max_connections`` or ``max_pending_handshakes`` is reset before any TLS work; a handshake
+that fails or does not finish within ``handshake_timeout_s`` is closed and logged; in the
+basic mode a request head must be complete ``request_head_timeout_s`` after its first byte
+(``408`` otherwise: trickling bytes buys no time), while a connection with no request under
+way may wait ``request_timeout_s`` for the next one (the source's warm pool); answers are
+not written faster than the caller reads them. A tunnel over ``max_connections_per_peer``
+is answered ``503 overloaded``. Lines about refusals are rate-limited per caller
+(``throttle``), so a flood of bad requests cannot flood the log.
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ from typing import cast
 from clusterlink.certs import peer_name_of
 from clusterlink.controlplane.authz import LocalPeer, ingress_decision
 from clusterlink.controlplane.catalog import Catalog
-from clusterlink.dataplane.relay import Parked, RelayResult
+from clusterlink.dataplane.limits import Limit, Limits
+from clusterlink.dataplane.relay import Parked, RelayResult, reset
 from clusterlink.dataplane.settings import DataplaneSettings
+from clusterlink.dataplane.throttle import LogThrottle
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError, ProtocolError
 from clusterlink.metrics import GatewayMetrics
@@ -59,6 +71,10 @@ PEER_ALPN = (MUX_ALPN, ALPN_PROTOCOL)
 """What the peer listener speaks, in its order of preference."""
 
 _CLIENT_IP = "client.clusterlink.net/ip"
+# Lines per caller and 10 s window (``throttle``): ingress decisions are an audit trail, so
+# they get a large budget; broken input gets a small one, since it costs the caller nothing.
+_DECISIONS_BURST = 100
+_BAD_INPUT_BURST = 5
 
 
 @dataclass(slots=True)
@@ -69,6 +85,7 @@ class _Opened:
     what: str
     labels: tuple[str, str, str]
     started: float
+    caller: str  # holds one of the caller's tunnel slots until the tunnel ends
 
 
 class PeerListener:
@@ -84,6 +101,7 @@ class PeerListener:
         tunnels: TunnelRegistry,
         settings: DataplaneSettings,
         metrics: GatewayMetrics,
+        limits: Limits | None = None,
     ) -> None:
         self._context = context
         self.metrics = metrics
@@ -92,6 +110,9 @@ class PeerListener:
         self.health = health
         self.tunnels = tunnels
         self.settings = settings
+        self.limits = limits or Limits(settings, metrics)
+        self._decisions = LogThrottle(log, burst=_DECISIONS_BURST)
+        self._bad_input = LogThrottle(log, burst=_BAD_INPUT_BURST)
         self._server: asyncio.Server | None = None
         self._setups: set[asyncio.Task[None]] = set()  # streams being decided
 
@@ -101,12 +122,27 @@ class PeerListener:
         return self._server.sockets[0].getsockname()[:2]  # type: ignore[no-any-return]
 
     def _accept(self) -> TLSLayer:
-        return TLSLayer(
-            self._context(),
-            _Handshaken(self),
-            server_side=True,
-            handshake_timeout_s=self.settings.handshake_timeout_s,
-        )
+        return _PeerConnection(self, self._context())
+
+    def handshake_ended(self, remote: str, done: asyncio.Future[None]) -> None:
+        """A TLS handshake on the listener ended: free its slot, log a failure."""
+        self.limits.pending_handshakes.give_back()
+        exc = done.exception()
+        if exc is None or isinstance(exc, ssl.SSLCertVerificationError):
+            return  # a refused certificate is logged, with whose and why, by ``certs``
+        if isinstance(exc, TimeoutError):
+            self.limits.hit(Limit.HANDSHAKE_TIMEOUT, _host(remote), "closed %s: %s", remote, exc)
+        elif isinstance(exc, ssl.SSLError):
+            reason = exc.reason or str(exc)
+            self._bad_input.log(
+                logging.WARNING,
+                _host(remote),
+                "closed %s: TLS handshake failed: %s",
+                remote,
+                reason,
+            )
+        else:  # closed or reset by the caller: a port probe, a health check of a load balancer
+            log.debug("connection from %s ended during the TLS handshake: %s", remote, exc)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -132,19 +168,31 @@ class PeerListener:
             return verdict
 
         if caller not in snapshot.peers:
-            log.info("ingress denied %s: %s is not a Peer of this gateway", what, caller)
+            self._log_decision(
+                caller, "ingress denied %s: %s is not a Peer of this gateway", what, caller
+            )
             message = f"peer {caller} is not a Peer of {self.local.name}"
             return refused("denied", Verdict.denied(message))
         export = snapshot.exports.get((ref.namespace, ref.name))
         if export is None:
-            log.info("ingress refused %s: no such export", what)
+            self._log_decision(caller, "ingress refused %s: no such export", what)
             return refused("not_found", Verdict.not_found(f"no export {ref}"))
         decision = ingress_decision(snapshot, self.local, export, caller, request.attributes)
         metrics.decisions.labels("ingress", decision.action.value, decision.decided_by).inc()
         if not decision.is_allowed:
-            log.info("ingress denied %s: %s", what, decision)
+            self._log_decision(caller, "ingress denied %s: %s", what, decision)
             message = f"denied by the ingress policy of peer {self.local.name}"
             return refused("denied", Verdict.denied(message))
+        peer_tunnels = self.limits.peer_tunnels
+        if not peer_tunnels.take(caller):
+            message = (
+                f"peer {caller} has {peer_tunnels.maximum} tunnels open or opening at "
+                f"{self.local.name}, its limit (--max-connections-per-peer)"
+            )
+            self.limits.hit(
+                Limit.MAX_CONNECTIONS_PER_PEER, caller, "ingress refused %s: %s", what, message
+            )
+            return refused("overloaded", Verdict.overloaded(message))
         service_addr = (export.spec.host, export.spec.port)
         try:
             service = await dial_tcp(
@@ -154,10 +202,27 @@ class PeerListener:
                 what=f"service of export {ref}",
             )
         except ClusterLinkError as exc:
-            log.info("ingress failed %s (%s): %s", what, decision, exc)
+            peer_tunnels.give_back(caller)
+            self._log_decision(caller, "ingress failed %s (%s): %s", what, decision, exc)
             return refused("unreachable", Verdict.unreachable(str(exc)))
+        except BaseException:  # cancelled: the caller's connection is gone
+            peer_tunnels.give_back(caller)
+            raise
         log.info("ingress allowed %s service=%s: %s", what, format_address(service_addr), decision)
-        return _Opened(service, what, ("ingress", resource, caller), started)
+        return _Opened(service, what, ("ingress", resource, caller), started, caller)
+
+    def _log_decision(self, caller: str, message: str, *args: object) -> None:
+        self._decisions.log(logging.INFO, caller, message, *args)
+
+    def log_bad_input(self, caller: str, message: str, *args: object) -> None:
+        """A request or stream refused for what the caller sent (not for a decision)."""
+        self._bad_input.log(logging.INFO, caller, message, *args)
+
+    def abandon(self, opened: _Opened) -> None:
+        """An opened tunnel whose caller left before it could be answered."""
+        opened.service.abort()
+        self.limits.peer_tunnels.give_back(opened.caller)
+        log.info("ingress abandoned %s: the caller left during set-up", opened.what)
 
     def relay(
         self,
@@ -171,7 +236,7 @@ class PeerListener:
         relay = self.tunnels.open(
             tunnel,
             opened.service,
-            self._on_close(opened.what),
+            self._on_close(opened),
             opened.labels,
             still_allowed=partial(self._still_allowed, caller, request.export, request.attributes),
         )
@@ -188,15 +253,15 @@ class PeerListener:
             return False
         return ingress_decision(snapshot, self.local, export, caller, claimed).is_allowed
 
-    @staticmethod
-    def _on_close(what: str) -> Callable[[RelayResult], None]:
+    def _on_close(self, opened: _Opened) -> Callable[[RelayResult], None]:
         loop = asyncio.get_running_loop()
         started = loop.time()
 
         def on_close(result: RelayResult) -> None:
+            self.limits.peer_tunnels.give_back(opened.caller)
             log.info(
                 "ingress closed %s bytes_in=%d bytes_out=%d duration_s=%.3f%s",
-                what,
+                opened.what,
                 result.bytes_up,
                 result.bytes_down,
                 loop.time() - started,
@@ -219,10 +284,65 @@ class PeerListener:
             return
         stream = session.accept(event.stream_id)
         if stream is None:  # the caller gave up meanwhile
-            outcome.service.abort()
-            log.info("ingress abandoned %s: the stream ended during set-up", outcome.what)
+            self.abandon(outcome)
             return
         self.relay(caller, event.request, stream, outcome)
+
+    def stream_refused(self, caller: str, remote: str, event: StreamRefused) -> None:
+        """An OPEN the mux layer answered itself (malformed, or over the stream limit)."""
+        error = event.error
+        if error.status == 503:
+            self.limits.hit(
+                Limit.MAX_STREAMS_PER_CONNECTION,
+                caller,
+                "refused stream from peer %s (%s): %s",
+                caller,
+                remote,
+                error,
+            )
+        else:
+            self.log_bad_input(
+                caller, "refused stream from peer %s (%s): %s", caller, remote, error
+            )
+
+
+class _PeerConnection(TLSLayer):
+    """The TLS layer of one accepted connection, admitted against the listener's limits.
+
+    Over ``max_connections`` or ``max_pending_handshakes`` the connection is reset before
+    any TLS work, and counts nothing. Otherwise it holds a connection slot until it is lost
+    and a handshake slot until its handshake ends (``PeerListener.handshake_ended``).
+    """
+
+    def __init__(self, listener: PeerListener, context: ssl.SSLContext) -> None:
+        super().__init__(
+            context,
+            _Handshaken(listener),
+            server_side=True,
+            handshake_timeout_s=listener.settings.handshake_timeout_s,
+        )
+        self._listener = listener
+        self._is_admitted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        limits = self._listener.limits
+        peername = transport.get_extra_info("peername")
+        remote = format_address(peername) if peername else "?"
+        refusal = _admit(limits)
+        if refusal is None:
+            self._is_admitted = True
+            self.handshake_done.add_done_callback(partial(self._listener.handshake_ended, remote))
+            super().connection_made(transport)
+            return
+        limit, why = refusal
+        limits.hit(limit, _host(remote), "reset %s: %s", remote, why)
+        reset(cast(asyncio.Transport, transport))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._is_admitted:
+            self._is_admitted = False
+            self._listener.limits.peer_connections.give_back()
+        super().connection_lost(exc)
 
 
 class _Handshaken(asyncio.Protocol):
@@ -253,7 +373,7 @@ class _Handshaken(asyncio.Protocol):
                 peer_name=caller,
                 settings=self.listener.settings.mux,
                 on_request=partial(self._on_stream, caller),
-                on_refused=partial(_log_refused_stream, caller, remote),
+                on_refused=partial(self._on_refused, caller, remote),
             )
         else:
             log.warning(
@@ -271,13 +391,41 @@ class _Handshaken(asyncio.Protocol):
     def _on_stream(self, caller: str, session: MuxSession, event: StreamRequest) -> None:
         self.listener.serve_stream(caller, session, event)
 
+    def _on_refused(self, caller: str, remote: str, _: MuxSession, event: StreamRefused) -> None:
+        self.listener.stream_refused(caller, remote, event)
 
-def _log_refused_stream(caller: str, remote: str, _: MuxSession, event: StreamRefused) -> None:
-    log.info("refused stream from peer %s (%s): %s", caller, remote, event.error)
+
+def _admit(limits: Limits) -> tuple[Limit, str] | None:
+    """Take a connection and a handshake slot; or the limit that refuses, and why."""
+    connections, handshakes = limits.peer_connections, limits.pending_handshakes
+    if not connections.take():
+        why = f"{connections.maximum} connections are open, the limit (--max-connections)"
+        return Limit.MAX_CONNECTIONS, why
+    if not handshakes.take():
+        connections.give_back()
+        why = (
+            f"{handshakes.maximum} TLS handshakes are in progress, "
+            "the limit (--max-pending-handshakes)"
+        )
+        return Limit.MAX_PENDING_HANDSHAKES, why
+    return None
+
+
+def _host(remote: str) -> str:
+    """The address part of ``host:port``: callers are told apart by address, not port."""
+    return remote.rpartition(":")[0] or remote
 
 
 class _BasicSession(asyncio.Protocol):
-    """App protocol of a basic-mode peer connection during its HTTP phase."""
+    """App protocol of a basic-mode peer connection during its HTTP phase.
+
+    Two deadlines, never both: between requests the connection may wait
+    ``request_timeout_s`` (a warm connection in the source's pool), and is then closed; from
+    the first byte of a request its head must be complete within ``request_head_timeout_s``,
+    else it is answered ``408`` and closed. The head deadline is set once per request, not
+    moved by each byte, so trickling bytes buys nothing. Answers go out no faster than the
+    caller reads them: while our writes are paused, its requests are not read.
+    """
 
     def __init__(self, listener: PeerListener, caller: str, remote: str) -> None:
         self.listener = listener
@@ -287,22 +435,43 @@ class _BasicSession(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._is_reading_head = False
+        self._is_write_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self._arm_timer()
+        self._await_request()
 
-    def _arm_timer(self) -> None:
+    def _await_request(self) -> None:
+        self._is_reading_head = False
+        self._arm(self.listener.settings.request_timeout_s, self.transport.abort)
+
+    def _arm(self, delay_s: float, callback: Callable[[], None]) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(
-            self.listener.settings.request_timeout_s, self._on_timeout
-        )
+        self._timer = asyncio.get_running_loop().call_later(delay_s, callback)
 
-    def _on_timeout(self) -> None:
-        self.transport.abort()
+    def _on_head_timeout(self) -> None:
+        if self.transport.is_closing():
+            return
+        timeout_s = self.listener.settings.request_head_timeout_s
+        message = f"the request head was not complete {timeout_s:g}s after its first byte"
+        self.listener.limits.hit(
+            Limit.REQUEST_HEAD_TIMEOUT,
+            self.caller,
+            "refused request from peer %s (%s): %s",
+            self.caller,
+            self.remote,
+            message,
+        )
+        self._refuse(self.conn.send_verdict(Verdict(408, "timeout", message)))
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused already: nothing more is read
+        if not self._is_reading_head:
+            self._is_reading_head = True
+            self._arm(self.listener.settings.request_head_timeout_s, self._on_head_timeout)
         self.conn.receive_data(data)
         self._process()
 
@@ -317,19 +486,37 @@ class _BasicSession(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
 
+    def pause_writing(self) -> None:
+        self._is_write_paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._is_write_paused = False
+        if self._task is not None or self.transport.is_closing():
+            return  # a CONNECT is being decided: its tunnel resumes reading
+        self._process()
+        if not self._is_write_paused and self._task is None:
+            self.transport.resume_reading()
+
     def _process(self) -> None:
-        while True:
+        while not self._is_write_paused:
             try:
                 event = self.conn.next_event()
             except ProtocolError as exc:
-                log.info("refused request from peer %s (%s): %s", self.caller, self.remote, exc)
+                self.listener.log_bad_input(
+                    self.caller,
+                    "refused request from peer %s (%s): %s",
+                    self.caller,
+                    self.remote,
+                    exc,
+                )
                 self._refuse(self.conn.send_error(exc))
                 return
             if event is NEED_DATA:
                 return
             if isinstance(event, HealthRequest):
                 self.transport.write(self.conn.send_health(self.listener.health()))
-                self._arm_timer()
+                self._await_request()
                 continue
             if isinstance(event, ConnectRequest):
                 self.transport.pause_reading()  # tunnel bytes wait until the service is there
@@ -341,6 +528,8 @@ class _BasicSession(asyncio.Protocol):
             return
 
     def _refuse(self, data: bytes) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self.transport.write(data)
         self.transport.close()
 
@@ -349,6 +538,9 @@ class _BasicSession(asyncio.Protocol):
         self._task = None
         if isinstance(outcome, Verdict):
             self._refuse(self.conn.send_verdict(outcome))
+            return
+        if self.transport.is_closing():  # the caller left while we decided
+            self.listener.abandon(outcome)
             return
         self.transport.write(self.conn.send_verdict(Verdict.allow()))
         self.listener.relay(

@@ -3,8 +3,8 @@
 Idle detection follows mitmproxy's watchdog idea, made cheaper still: the relay's hot path
 only adds to byte counters, and one sweeper task per gateway looks at every tunnel once per
 ``idle_timeout_s / 2``; a tunnel whose counters did not move across two sweeps in a row has
-been idle for the whole timeout and is reset. No timer is
-armed, moved or cancelled per chunk or per tunnel.
+been idle for the whole timeout and is reset (and counted as an ``idle_timeout`` limit hit).
+No timer is armed, moved or cancelled per chunk or per tunnel.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from clusterlink.dataplane.limits import Limit
 from clusterlink.dataplane.relay import Relay, RelayResult
 from clusterlink.metrics import GatewayMetrics, TunnelLabels, TunnelSample
 
@@ -85,6 +86,7 @@ class TunnelRegistry:
             idle_now = {r for r in list(self._relays) if r.is_idle()}
             for relay in idle_now & idle_before:
                 relay.close(f"idle for {self._idle_timeout_s:g}s")
+                self._metrics.limit_hits.labels(Limit.IDLE_TIMEOUT.value).inc()
             idle_before = idle_now
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ Refusal reasons are short tokens a program can branch on; the message is for peo
 404  not-found        no such export
 404  unknown-path     a GET for anything but /healthz
 405  unknown-method   neither GET nor CONNECT
+408  timeout          the request head did not arrive in time
 431  too-large        the request head is over the limit
 502  unreachable      the export's service did not answer
 503  overloaded       the gateway sheds load
