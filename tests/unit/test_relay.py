@@ -79,11 +79,18 @@ class Tunnel:
     results: list[RelayResult] = field(default_factory=list)
     relay: Relay | None = None
 
-    def start(self, *, to_client: bytes = b"", to_service: bytes = b"") -> Relay:
+    def start(
+        self,
+        *,
+        to_client: bytes = b"",
+        to_service: bytes = b"",
+        labels: tuple[str, str, str] = ("", "", ""),
+    ) -> Relay:
         self.relay = Relay(
             self.client_parked.transport,
             self.service_parked.transport,
             on_close=self.results.append,
+            labels=labels,
         )
         self.relay.start(to_client=to_client, to_service=to_service)
         return self.relay
@@ -240,6 +247,32 @@ def test_a_reset_on_one_side_is_a_reset_on_the_other(
         assert "ConnectionResetError" in result.error
         up, down = (4, 0) if broken == "client" else (0, 4)
         assert (result.bytes_up, result.bytes_down) == (up, down)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "case",  # (the relay's direction, the side that breaks, how the error names it)
+    [
+        ("egress", "service", "peer b"),  # the source's tunnel to the target gateway
+        ("egress", "client", "client"),
+        ("ingress", "client", "peer b"),  # the target's tunnel from the source gateway
+        ("ingress", "service", "service"),
+    ],
+    ids="-".join,
+)
+def test_the_reported_error_names_the_peer_gateway_when_its_side_broke(
+    run: Run, fabric: Fabric, arrangement: str, case: tuple[str, str, str]
+) -> None:
+    direction, broken, named = case
+
+    async def scenario() -> None:
+        tunnel = await open_tunnel(fabric, arrangement, start=False)
+        tunnel.start(labels=(direction, "default/web", "b"))
+        reset((tunnel.client if broken == "client" else tunnel.service).transport)
+
+        result = await tunnel.wait_closed()
+        assert result.error is not None and result.error.startswith(f"{named} side: "), result
 
     run(scenario())
 

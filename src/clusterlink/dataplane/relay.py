@@ -159,7 +159,7 @@ class Relay:
         self.down = RelayEnd(self)  # receives from the service side
         self.up.other, self.down.other = self.down, self.up
         self._on_close = on_close
-        self.labels = labels  # (direction, resource, peer): for metrics
+        self.labels = labels  # (direction, resource, peer): for metrics and the log
         self._error: str | None = None
         self._n_lost = 0
         self.up.attach(client)
@@ -185,8 +185,7 @@ class Relay:
 
     def end_lost(self, end: RelayEnd, exc: Exception | None) -> None:
         if exc is not None and self._error is None:
-            side = "client" if end is self.up else "service"
-            self._error = f"{side} side: {_describe(exc)}"
+            self._error = f"{self._side_of(end)} side: {_describe(exc)}"
         other = end.other.transport
         if not other.is_closing():
             if exc is not None:
@@ -196,6 +195,15 @@ class Relay:
         self._n_lost += 1
         if self._n_lost == 2:
             self._on_close(RelayResult(self.up.n_bytes, self.down.n_bytes, self._error))
+
+    def _side_of(self, end: RelayEnd) -> str:
+        """Who is at ``end``, for the log: one side of a gateway's relay is always the other
+        gateway (the service side on egress, the client side on ingress), and an error
+        there means that gateway or the link to it failed, not the client or the service."""
+        direction, _, peer = self.labels
+        if end is self.up:
+            return f"peer {peer}" if direction == "ingress" else "client"
+        return f"peer {peer}" if direction == "egress" else "service"
 
     def close(self, reason: str) -> None:
         """End the tunnel from outside (idle timeout, shutdown): reset both sides."""
