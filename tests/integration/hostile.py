@@ -33,10 +33,14 @@ from tests.integration.gateways import Gateway, parse_address
 
 __all__ = [
     "BASIC_ALPN",
+    "DATA",
     "MUX_ALPN",
+    "VERDICT",
+    "WINDOW",
     "Ending",
     "Firehose",
     "client_hello",
+    "connect_and_wait",
     "ending",
     "frame",
     "metric",
@@ -45,6 +49,7 @@ __all__ = [
     "read_frames",
     "settings",
     "tls",
+    "verdict_of",
 ]
 
 BASIC_ALPN = "clusterlink/1"
@@ -103,6 +108,18 @@ def ending(sock: socket.socket, *, wait_s: float = TIMEOUT_S) -> Ending:
     except OSError as exc:
         end = "reset" if exc.errno in _RESET_ERRNOS else f"error: {exc}"
     return Ending(bytes(received), end, time.monotonic() - started)
+
+
+def connect_and_wait(address: tuple[str, int], *, wait_s: float = TIMEOUT_S) -> Ending:
+    """Connect, send nothing, and see how the connection ends. A reset that comes while the
+    connection is still being made counts as a reset (on loopback it can beat ``connect``)."""
+    started = time.monotonic()
+    try:
+        sock = socket.create_connection(address, timeout=TIMEOUT_S)
+    except ConnectionResetError:
+        return Ending(b"", "reset", time.monotonic() - started)
+    with sock:
+        return ending(sock, wait_s=wait_s)
 
 
 def client_hello(alpn: str = BASIC_ALPN) -> bytes:

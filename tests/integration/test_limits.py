@@ -27,7 +27,7 @@ from tests.integration.clients import Exchange, http_over_tls, talk, tls_client_
 from tests.integration.conftest import Link, Pair, StartGateway, StartService
 from tests.integration.documents import peer
 from tests.integration.gateways import Fabric, Gateway
-from tests.integration.hostile import BASIC_ALPN, ending, metric, raw, tls
+from tests.integration.hostile import BASIC_ALPN, connect_and_wait, ending, metric, raw, tls
 from tests.integration.services import SendThenListen, echo
 from tests.integration.waiting import wait_until
 
@@ -109,8 +109,7 @@ def test_connections_beyond_the_pending_handshakes_limit_are_reset_at_once(
             stalled.enter_context(raw(b.listen))  # connects, says nothing
         gauge_is(b, B_HANDSHAKES, "clusterlink_handshakes_pending")
 
-        with raw(b.listen) as one_too_many:
-            got = ending(one_too_many, wait_s=REFUSED_WITHIN_S)
+        got = connect_and_wait(b.listen, wait_s=REFUSED_WITHIN_S)
 
         assert got.end in CLOSED and got.received == b"", got
         assert hits(b, "max_pending_handshakes") > before
@@ -202,8 +201,7 @@ def test_an_import_listener_at_its_limit_resets_the_next_client_at_once(
     held = [clients(address) for _ in range(A_CONNECTIONS)]
     assert metric(a, "clusterlink_connections_open", listener=listener) == A_CONNECTIONS
 
-    with socket.create_connection(address, timeout=10) as one_too_many:
-        got = ending(one_too_many, wait_s=REFUSED_WITHIN_S)
+    got = connect_and_wait(address, wait_s=REFUSED_WITHIN_S)
 
     assert (got.received, got.end) == (b"", "reset"), got
     assert hits(a, "max_connections") > before
