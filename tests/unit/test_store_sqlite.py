@@ -180,6 +180,35 @@ def test_invalid_status_is_refused_and_changes_nothing(store):
     assert store.revision == revision
 
 
+def test_apply_stores_the_gateways_statuses_with_the_documents_in_one_revision(store):
+    imp = parse_documents(ALL_KINDS)[2]
+    key = key_of(imp)
+    revision = store.revision
+    store.apply([imp, export("a")], statuses={key: {"listen": "127.0.0.1:4000"}})
+    status = store.get(key).status
+    assert status is not None and status.listen == "127.0.0.1:4000"
+    assert store.revision == revision + 1
+    outcomes = store.apply([imp], statuses={key: {"listen": "127.0.0.1:4000"}})
+    assert [o.result for o in outcomes] == ["unchanged"]
+    assert store.revision == revision + 1
+    store.apply([imp], statuses={key: {"listen": "127.0.0.1:4001"}})  # a new lease only
+    assert store.revision == revision + 2
+
+
+def test_apply_with_an_invalid_status_stores_nothing(store):
+    imp = parse_documents(ALL_KINDS)[2]
+    with pytest.raises(ValidationError):
+        store.apply([export("a"), imp], statuses={key_of(imp): {"listen": 5}})
+    assert everything(store) == []
+    assert store.revision == 0
+
+
+def test_apply_refuses_statuses_of_resources_it_does_not_apply(store):
+    with pytest.raises(ValueError, match="statuses of resources not applied"):
+        store.apply([export("a")], statuses={export_key("b"): {}})
+    assert store.list("export") == []
+
+
 def test_status_of_a_missing_resource_is_not_found(store):
     with pytest.raises(NotFoundError, match="export default/a not found"):
         store.set_status(export_key("a"), {})

@@ -3,7 +3,7 @@
 An ``apply`` is all-or-nothing across everything it touches, not just the store:
 
     validate every document -> bind the listeners new Imports need (not serving yet)
-    -> store all documents in one transaction -> record leased ports -> start serving
+    -> store all documents, with the ports they lease, in one transaction -> start serving
     -> swap the catalog snapshot (next connection sees the change)
 
 If binding fails (port taken) nothing is stored; if storing fails the bound sockets are
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from clusterlink.api import Import, Resource, ResourceKey, key_of
@@ -47,6 +48,11 @@ class ImportBinder(Protocol):
     def close_removed(self, keep: Iterable[NamespacedName]) -> None: ...
 
     def listen_address(self, key: NamespacedName) -> str | None: ...
+
+
+def _listen_status(listen: str) -> dict[str, Any]:
+    """The status that records where an Import was bound (port 0: its lease)."""
+    return {"listen": listen}
 
 
 def _leased_port(imp: Import) -> int:
@@ -87,12 +93,18 @@ class ResourceService:
                 if key in current
             }
             prepared = await self.binder.prepare(imports, leased=leased)
+            statuses = {
+                key_of(imp): _listen_status(prepared.listen[key])
+                for imp in imports
+                if (key := (imp.metadata.namespace, imp.metadata.name)) in prepared.listen
+            }
             try:
-                outcomes = await asyncio.to_thread(self.store.apply, resources)
+                outcomes = await asyncio.to_thread(
+                    partial(self.store.apply, resources, statuses=statuses)
+                )
             except BaseException:
                 prepared.abort()
                 raise
-            await self._record_listen(imports, prepared.listen)
             await prepared.commit()
             self.catalog.reload()
         for outcome in outcomes:
@@ -116,5 +128,5 @@ class ResourceService:
         for imp in imports:
             key = (imp.metadata.namespace, imp.metadata.name)
             if key in listen:
-                status: dict[str, Any] = {"listen": listen[key]}
+                status = _listen_status(listen[key])
                 await asyncio.to_thread(self.store.set_status, key_of(imp), status)

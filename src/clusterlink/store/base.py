@@ -6,7 +6,8 @@ Every implementation (SQLite by default, Kubernetes later) keeps these invariant
   or none is; a failure leaves the state exactly as it was. This is what makes "an invalid
   resource is never half-stored" (DESIGN.md §4) hold for batches too.
 - ``status`` belongs to the gateway. ``apply`` ignores the status of incoming documents and keeps
-  the stored one; only ``set_status`` writes it, replacing it whole.
+  the stored one; only ``set_status`` and the gateway's own ``statuses`` given to ``apply``
+  write it, replacing it whole.
 - ``revision`` grows with every change (spec or status) and never goes back, so a caller can
   poll it cheaply to learn that something changed. Unchanged re-applies do not move it.
 - Reads return fully validated resources; a stored document that no longer validates is a
@@ -54,8 +55,18 @@ class Store(Protocol):
         """
         ...
 
-    def apply(self, resources: Sequence[Resource]) -> builtins.list[ApplyOutcome]:
-        """Create or update all of ``resources`` in one transaction, one outcome each."""
+    def apply(
+        self,
+        resources: Sequence[Resource],
+        *,
+        statuses: Mapping[ResourceKey, Mapping[str, Any]] | None = None,
+    ) -> builtins.list[ApplyOutcome]:
+        """Create or update all of ``resources`` in one transaction, one outcome each.
+
+        ``statuses`` (wire form, keys among ``resources``) replace those resources' statuses
+        in the same transaction: what the gateway must record with a change (an Import's
+        leased port) is then stored with it or not at all.
+        """
         ...
 
     def delete(self, keys: Sequence[ResourceKey]) -> builtins.list[Resource]:

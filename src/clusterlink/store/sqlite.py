@@ -125,8 +125,16 @@ class SQLiteStore:
             self._decode(ResourceKey(info.name, ns, name), doc, st) for ns, name, doc, st in rows
         ]
 
-    def apply(self, resources: Sequence[Resource]) -> builtins.list[ApplyOutcome]:
+    def apply(
+        self,
+        resources: Sequence[Resource],
+        *,
+        statuses: Mapping[ResourceKey, Mapping[str, Any]] | None = None,
+    ) -> builtins.list[ApplyOutcome]:
         incoming = [(key_of(r), _encode(to_dict(r, include_status=False))) for r in resources]
+        keys = {key for key, _ in incoming}
+        if stray := [str(key) for key in statuses or {} if key not in keys]:
+            raise ValueError(f"statuses of resources not applied: {', '.join(stray)}")
         now = _now()
         outcomes = []
         with self._session("apply resources", write=True) as conn:
@@ -152,7 +160,10 @@ class SQLiteStore:
                     )
                     result = "configured"
                 outcomes.append(ApplyOutcome(key, result))
-            if any(outcome.result != "unchanged" for outcome in outcomes):
+            changed = any(outcome.result != "unchanged" for outcome in outcomes)
+            for key, status in (statuses or {}).items():
+                changed = self._write_status(conn, key, status, revision) or changed
+            if changed:
                 _set_revision(conn, revision)
         return outcomes
 
@@ -177,20 +188,28 @@ class SQLiteStore:
 
     def set_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
         with self._session(f"write the status of {key}", write=True) as conn:
-            stored = conn.execute(f"SELECT document, status FROM resources WHERE {_KEY}", _at(key))
-            row = stored.fetchone()
-            if row is None:
-                raise NotFoundError(f"{key} not found")
-            resource = with_status(self._decode(key, row[0], None), status)
-            encoded = _encode(to_dict(resource)["status"])
-            if encoded == row[1]:
-                return
             revision = _revision(conn) + 1
-            conn.execute(
-                f"UPDATE resources SET status = ?, revision = ? WHERE {_KEY}",
-                (encoded, revision, *_at(key)),
-            )
-            _set_revision(conn, revision)
+            if self._write_status(conn, key, status, revision):
+                _set_revision(conn, revision)
+
+    def _write_status(
+        self, conn: sqlite3.Connection, key: ResourceKey, status: Mapping[str, Any], revision: int
+    ) -> bool:
+        """Replace the stored status of ``key`` (inside the caller's transaction); whether it
+        changed."""
+        stored = conn.execute(f"SELECT document, status FROM resources WHERE {_KEY}", _at(key))
+        row = stored.fetchone()
+        if row is None:
+            raise NotFoundError(f"{key} not found")
+        resource = with_status(self._decode(key, row[0], None), status)
+        encoded = _encode(to_dict(resource)["status"])
+        if encoded == row[1]:
+            return False
+        conn.execute(
+            f"UPDATE resources SET status = ?, revision = ? WHERE {_KEY}",
+            (encoded, revision, *_at(key)),
+        )
+        return True
 
     def close(self) -> None:
         with self._lock:
