@@ -20,10 +20,11 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import signal
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,30 @@ def run_gateway(config: GatewayConfig) -> int:
     ``ClusterLinkError`` with a one-line reason.
     """
     setup_logging(config.log_level, config.log_format)
+    _raise_file_limit()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every platform we ship
         return asyncio.run(_main(config))
     return uvloop.run(_main(config))
+
+
+def _raise_file_limit() -> None:
+    """Every tunnel holds two sockets; the usual soft limit of 1024 descriptors would refuse
+    connections long before ``--max-connections``. Raise it to the hard limit (the most an
+    unprivileged process may), capped at a million."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard if hard != resource.RLIM_INFINITY else _MAX_FILES, _MAX_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+            return
+    log.debug("open-file limit: %d", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+_MAX_FILES = 1_048_576
 
 
 async def _main(config: GatewayConfig) -> int:
@@ -146,6 +166,7 @@ class Gateway:
         self._gateway_json = self.peer_dir.path / "gateway.json"
         self.store: SQLiteStore | None = None
         self._closers: list[Any] = []
+        self._retirers: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         config, settings = self.config, self.config.dataplane
@@ -202,6 +223,11 @@ class Gateway:
         )
         # Stopped in reverse order: first no new connections, then the tunnels, then state.
         self._closers = [tunnels.close, connector.close, health.close, imports.close]
+        self._retirers = [
+            connector.retire_connections,
+            health.reconnect,
+            peer_listener.drain_inbound,
+        ]
 
         def on_change(old: Snapshot, new: Snapshot) -> None:
             health.sync(new.peers)
@@ -262,12 +288,24 @@ class Gateway:
     def reload_credentials(self) -> None:
         """SIGHUP: read the TLS files now, whether or not they look changed."""
         log.info("SIGHUP: reading the TLS files of %s again", self.peer_dir.path)
-        self._tls.check(force=True)
+        if self._tls.check(force=True):
+            self._retire_connections()
 
     async def _watch_credentials(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
-            self._tls.check()
+            if self._tls.check():
+                self._retire_connections()
+
+    def _retire_connections(self) -> None:
+        """New credentials: connections made with the old ones are replaced, gracefully.
+
+        Outgoing pools and sessions dial anew for the next tunnel, heartbeats redial at their
+        next beat, accepted connections drain (so a CA just removed from the trust bundle
+        cannot go on being trusted through a long-lived connection). Open tunnels finish.
+        """
+        for retire in self._retirers:
+            retire()
 
     def _health_answer(self) -> Health:
         return Health(self.local.name, self.local.labels, __version__)

@@ -109,6 +109,11 @@ def test_the_dialing_side_rotates_too_and_dials_new_peers_with_the_new_certifica
 
     assert open_tunnel.round_trip(b"still here") == b"still here"
     assert talk(address, b"a new tunnel").received == b"a new tunnel"
+    # a's connections to b made with the old certificate were retired: the new tunnel (and
+    # the heartbeats) came over a new connection, with the new certificate.
+    link.target.wait_for_log(
+        rf"peer listener accepted the certificate of peer a \(serial {new_serial}\)"
+    )
     c = start_gateway("c", *WATCHING)
     link.source.apply(peer("c", c.listen))  # a heartbeat: a new connection from a
     c.wait_for_log(rf"peer listener accepted the certificate of peer a \(serial {new_serial}\)")

@@ -754,6 +754,32 @@ def test_a_goaway_drains_the_connection_open_tunnels_go_on_and_new_ones_go_elsew
     run(scenario())
 
 
+def test_a_drained_session_takes_no_new_stream_lets_open_ones_finish_then_closes(
+    run: Run, fabric: Fabric
+) -> None:
+    """``drain`` retires a connection (after a certificate reload): GOAWAY at once, the open
+    tunnels finish on it, and the connection closes when the last of them has ended."""
+
+    async def scenario() -> None:
+        link = await mux_link(fabric)
+        stream, served = await link.open()
+        client, server = attach(stream, Endpoint()), attach(served, Endpoint())
+        link.client.drain()
+        assert not link.client.can_open_stream
+        with pytest.raises(PeerUnreachable):
+            await link.client.open_stream(DB, {})
+        stream.write(b"still flowing")
+        assert await server.read(len(b"still flowing")) == b"still flowing"
+        assert link.client.is_open  # a stream is still open on it
+        stream.write_eof()
+        served.write_eof()
+        assert await client.read_to_eof() == b""
+        await until(lambda: not link.client.is_open)  # the last stream ended: closed
+        await until(lambda: not link.server.is_open)
+
+    run(scenario())
+
+
 # -- MuxPool ----------------------------------------------------------------------------------
 
 
@@ -805,6 +831,25 @@ def test_a_closed_or_lost_session_is_replaced_by_a_new_dial(run: Run, fabric: Fa
         assert is_new and third is not second and len(dialer.links) == 3
         pool.close()
         assert not third.is_open
+
+    run(scenario())
+
+
+def test_a_retired_pool_dials_anew_while_its_old_session_finishes_its_tunnels(
+    run: Run, fabric: Fabric
+) -> None:
+    async def scenario() -> None:
+        dialer = Dialer(fabric)
+        pool = MuxPool(dialer)
+        old, _ = await pool.session()
+        stream, _ = await dialer.links[0].open()  # a tunnel open on ``old``
+        pool.retire()
+        new, is_new = await pool.session()
+        assert is_new and new is not old and len(dialer.links) == 2
+        assert old.is_open and old.is_draining and not old.can_open_stream
+        stream.abort()
+        await until(lambda: not old.is_open)
+        pool.close()
 
     run(scenario())
 

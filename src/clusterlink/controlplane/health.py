@@ -108,11 +108,12 @@ class PeerState:
 class _HealthChannel(asyncio.Protocol):
     """A kept-open heartbeat connection to one gateway of a peer."""
 
-    def __init__(self, peer: str) -> None:
+    def __init__(self, peer: str, generation: int) -> None:
         self.conn = PeerClientConnection(peer)
         self.transport: asyncio.Transport | None = None
         self.answer: asyncio.Future[Health] | None = None
         self.is_open = True
+        self.generation = generation  # of the credentials it was dialed with
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -170,9 +171,15 @@ class PeerHealth:
         self._on_change = on_change
         self._on_silent = on_silent  # a gateway failed a beat: opens waiting on it can stop
         self.states: dict[str, PeerState] = {}
+        self._generation = 0  # bumped by reconnect(): older heartbeat connections are redialed
         self._loops: dict[str, tuple[tuple[Gateway, ...], asyncio.Task[None]]] = {}
 
     # -- what the data plane asks ---------------------------------------------------------
+
+    def reconnect(self) -> None:
+        """After a certificate reload: each kept-open heartbeat connection is replaced at its
+        next beat, so heartbeats prove the new credentials too."""
+        self._generation += 1
 
     def is_silent(self, peer: str) -> bool:
         """Every gateway of the peer failed its latest beat: likely gone, not yet declared
@@ -302,10 +309,15 @@ class PeerHealth:
         channel = channels.get(gateway)
         try:
             async with asyncio.timeout(timeout_s):
-                if channel is None or not channel.is_open or not channel.conn.is_reusable:
+                if (
+                    channel is None
+                    or not channel.is_open
+                    or not channel.conn.is_reusable
+                    or channel.generation != self._generation
+                ):
                     if channel is not None:
                         channel.close()
-                    channel = channels[gateway] = _HealthChannel(peer)
+                    channel = channels[gateway] = _HealthChannel(peer, self._generation)
                     await dial_tls(
                         (gateway.host, gateway.port),
                         channel,

@@ -201,9 +201,10 @@ class PeerConnector:
         try:
             stream, verdict = await session.open_stream(export, attributes)
         except PeerUnreachable:
-            if is_new or session.is_open:
+            if is_new or (session.is_open and session.can_open_stream):
                 raise
-            # The shared connection died under us (a normal race): once more on a new one.
+            # The shared connection died or started draining under us (a normal race, e.g.
+            # a GOAWAY after a certificate reload crossed our open): once more on a new one.
             session, _ = await pool.session()
             stream, verdict = await session.open_stream(export, attributes)
         if not verdict.is_allowed:
@@ -257,6 +258,14 @@ class PeerConnector:
             mux_pool.close()
         self._pools.clear()
         self._mux_pools.clear()
+
+    def retire_connections(self) -> None:
+        """After a certificate reload: new tunnels go over new connections (made with the new
+        credentials); tunnels already open finish on the old ones."""
+        for pool in self._pools.values():
+            pool.retire()
+        for mux_pool in self._mux_pools.values():
+            mux_pool.retire()
 
     def fail_pending(self, peer: str, gateway: Gateway) -> None:
         """The gateway missed a heartbeat: tunnels still waiting for its verdict give up now

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -115,6 +116,9 @@ class PeerListener:
         self._bad_input = LogThrottle(log, burst=_BAD_INPUT_BURST)
         self._server: asyncio.Server | None = None
         self._setups: set[asyncio.Task[None]] = set()  # streams being decided
+        # Accepted connections, to retire them after a credentials reload (held weakly:
+        # a connection that ends is gone from here by itself).
+        self._inbound: weakref.WeakSet[MuxSession | _BasicSession] = weakref.WeakSet()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -151,6 +155,16 @@ class PeerListener:
             task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+
+    def track(self, session: MuxSession | _BasicSession) -> None:
+        self._inbound.add(session)
+
+    def drain_inbound(self) -> None:
+        """After a credentials reload (a CA removed from the trust bundle, say): every
+        accepted connection is retired gracefully, so a caller's next tunnel comes over a new
+        connection, verified against what we trust now; open tunnels finish where they are."""
+        for session in list(self._inbound):
+            session.drain()
 
     # -- the ingress path, shared by both modes ---------------------------------------------
 
@@ -387,6 +401,7 @@ class _Handshaken(asyncio.Protocol):
             return
         tls.set_protocol(app)
         app.connection_made(tls)
+        self.listener.track(app)
 
     def _on_stream(self, caller: str, session: MuxSession, event: StreamRequest) -> None:
         self.listener.serve_stream(caller, session, event)
@@ -437,6 +452,7 @@ class _BasicSession(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._is_reading_head = False
         self._is_write_paused = False
+        self.is_tunnel = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -533,6 +549,14 @@ class _BasicSession(asyncio.Protocol):
         self.transport.write(data)
         self.transport.close()
 
+    def drain(self) -> None:
+        """Retire: a connection waiting for its next request is closed now (its caller will
+        dial again, facing our current credentials); one busy with a request finishes it."""
+        if not self._is_reading_head and self._task is None and not self.is_tunnel:
+            if self._timer is not None:
+                self._timer.cancel()
+            self.transport.close()
+
     async def _connect(self, request: ConnectRequest) -> None:
         outcome = await self.listener.ingress(self.caller, request)
         self._task = None
@@ -543,6 +567,7 @@ class _BasicSession(asyncio.Protocol):
             self.listener.abandon(outcome)
             return
         self.transport.write(self.conn.send_verdict(Verdict.allow()))
+        self.is_tunnel = True
         self.listener.relay(
             self.caller, request, self.transport, outcome, early=self.conn.trailing_data
         )

@@ -309,6 +309,7 @@ class MuxSession(asyncio.Protocol):
         self._on_request = on_request
         self._on_refused = on_refused
         self.is_open = True
+        self.is_draining = False  # drain(): no new streams, closed when the last one ends
         self.is_congested = False  # our writes are paused: the peer reads slower than we write
         self._opens_unread = 0  # OPENs answered since we became congested
 
@@ -386,9 +387,12 @@ class MuxSession(asyncio.Protocol):
             for stream in targets:
                 stream._on_window()
         elif isinstance(event, StreamReset):
+            reason = f"the peer reset the stream (code {event.error_code})"
+            waiter = self._verdicts.pop(event.stream_id, None)
+            if waiter is not None and not waiter.done():  # an open the peer would not take
+                waiter.set_exception(PeerUnreachable(f"{self.peer_name}: {reason}"))
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                reason = f"the peer reset the stream (code {event.error_code})"
                 stream._gone(ConnectionResetError(reason))
         elif isinstance(event, StreamVerdict):
             waiter = self._verdicts.pop(event.stream_id, None)
@@ -479,6 +483,19 @@ class MuxSession(asyncio.Protocol):
 
     def forget(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
+        if self.is_draining and not self.streams:
+            self.close()
+
+    def drain(self) -> None:
+        """Retire this connection gracefully: GOAWAY now (no new streams on it), close once
+        its last stream has ended. Open tunnels are not touched."""
+        if not self.is_open or self.is_draining:
+            return
+        self.is_draining = True
+        self.mux.close()
+        self.flush()
+        if not self.streams:
+            self.close()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default if self.transport is None else self.transport.get_extra_info(name, default)

@@ -46,6 +46,13 @@ class MuxPool:
         for session in self._sessions:
             session.fail_pending(reason)
 
+    def retire(self) -> None:
+        """New tunnels go to a new connection (e.g. after a certificate reload); the current
+        ones drain: their open tunnels finish on them."""
+        for session in self._sessions:
+            session.drain()
+        self._sessions.clear()
+
     def close(self) -> None:
         if self._dialing is not None:
             self._dialing.cancel()

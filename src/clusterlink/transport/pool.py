@@ -89,13 +89,18 @@ class WarmPool:
                 del self._idle[i]
                 return
 
-    def close(self) -> None:
-        self._closed = True
+    def retire(self) -> None:
+        """Drop the idle connections and any refill under way (made with credentials that
+        were just replaced); the pool refills itself on the next take."""
         if self._refill is not None:
             self._refill.cancel()
         while self._idle:
             layer, _ = self._idle.popleft()
             layer.abort()
+
+    def close(self) -> None:
+        self._closed = True
+        self.retire()
 
     def _take_idle(self) -> TLSLayer | None:
         now = asyncio.get_running_loop().time()
