@@ -51,6 +51,7 @@ from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError
 from clusterlink.logs import setup_logging
+from clusterlink.memory import return_free_memory_after_tunnels
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ALPN_PROTOCOL, Health
 from clusterlink.protocol.mux import MUX_ALPN
@@ -260,6 +261,8 @@ class Gateway:
             self.addresses["metrics"] = format_address(bound)
         await resources.start()
         tunnels.start_sweeper()
+        returner = asyncio.create_task(return_free_memory_after_tunnels(lambda: tunnels.n_closed))
+        self._closers.append(returner.cancel)
         if config.cert_check_interval_s > 0:
             watcher = asyncio.create_task(self._watch_credentials(config.cert_check_interval_s))
             self._closers.append(watcher.cancel)

@@ -78,6 +78,7 @@ def test_service_refusing_connections_is_502_at_the_target_and_a_reset_at_the_cl
     assert b'"reason":"unreachable"' in answer.body.replace(b" ", b""), answer.body
     assert f"127.0.0.1:{port}".encode() in answer.body
     bystander.check()
+    assert talk(bystander.address, b"after") == Exchange(b"after", "eof")
 
 
 def resets_after(n_bytes: int, reply: bytes) -> Handler:
@@ -122,7 +123,6 @@ class Crew:
 
     fabric: Fabric
     workdir: Path
-    mode: str
     started: list[Gateway] = field(default_factory=list)
     crashed: list[Gateway] = field(default_factory=list)
 
@@ -150,8 +150,8 @@ class Crew:
 
 
 @pytest.fixture
-def crew(fabric: Fabric, tmp_path: Path, tunnel_mode: str) -> Iterator[Crew]:
-    team = Crew(fabric, tmp_path, tunnel_mode)
+def crew(fabric: Fabric, tmp_path: Path) -> Iterator[Crew]:
+    team = Crew(fabric, tmp_path)
     yield team
     team.stop()
 

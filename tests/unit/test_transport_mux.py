@@ -23,9 +23,11 @@ answer, and ``MuxPool``'s dial sharing and replacement.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import struct
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -904,3 +906,37 @@ def test_a_failed_dial_fails_every_waiter_and_the_next_call_dials_again(
         pool.close()
 
     run(scenario())
+
+
+def test_a_finished_stream_tunnel_is_freed_at_once_without_the_cycle_collector(
+    run: Run, fabric: Fabric, arrangement: str
+) -> None:
+    """A stream and its protocol refer to each other; a finished stream must let go, or
+    finished tunnels wait for the cycle collector by the hundred under load."""
+
+    async def scenario() -> None:
+        tunnel = await open_tunnel(await mux_link(fabric), arrangement)
+        relay = tunnel.relay
+        assert relay is not None
+        stream = tunnel.down if arrangement == "tcp-stream" else tunnel.up
+        assert isinstance(stream, StreamTransport)
+        gone: list[weakref.ref[object]] = [weakref.ref(relay), weakref.ref(stream)]
+        await exchange(tunnel, pattern(300_000, 5), pattern(300_000, 6))
+        await tunnel.wait_closed()
+        for end in (tunnel.client, tunnel.service):
+            end.transport.close()
+            await end.wait_lost()
+        for _ in range(10):  # callbacks the loop still holds for the closed transports
+            await asyncio.sleep(0)
+
+        del relay, stream
+        tunnel.relay = None
+        tunnel.up = tunnel.down = None  # type: ignore[assignment]
+        alive = [ref() for ref in gone if ref() is not None]
+        assert not alive, f"kept alive by a reference cycle: {alive}"
+
+    gc.disable()
+    try:
+        run(scenario())
+    finally:
+        gc.enable()

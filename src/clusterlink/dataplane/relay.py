@@ -12,7 +12,9 @@ transport. This is the hot path, so a chunk costs one ``write`` and one addition
   tunnel never looks like a clean end of stream.
 - no timers per chunk: idle detection reads the byte counters from outside (see ``idle``).
 
-The ``Relay`` reports its end once, through ``on_close``, with the byte counts and the reason.
+The ``Relay`` reports its end once, through ``on_close``, with the byte counts and the reason,
+then lets go of its ends and of ``on_close``: relay and ends refer to each other, and a finished
+tunnel is freed by reference counting at once, not by the cycle collector some time later.
 """
 
 from __future__ import annotations
@@ -194,7 +196,10 @@ class Relay:
                 other.close()
         self._n_lost += 1
         if self._n_lost == 2:
-            self._on_close(RelayResult(self.up.n_bytes, self.down.n_bytes, self._error))
+            on_close, self._on_close = self._on_close, _ignore
+            on_close(RelayResult(self.up.n_bytes, self.down.n_bytes, self._error))
+            for each in (self.up, self.down):
+                each.other = each.relay = None  # type: ignore[assignment]  # no more callbacks
 
     def _side_of(self, end: RelayEnd) -> str:
         """Who is at ``end``, for the log: one side of a gateway's relay is always the other
@@ -217,6 +222,10 @@ class Relay:
         mark = (self.up.n_bytes, self.down.n_bytes)
         idle, self._idle_mark = mark == self._idle_mark, mark
         return idle
+
+
+def _ignore(result: RelayResult) -> None:
+    pass
 
 
 def _describe(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ class TunnelRegistry:
         self._metrics = metrics
         self._idle_timeout_s = idle_timeout_s
         self._sweeper: asyncio.Task[None] | None = None
+        self.n_closed = 0  # tunnels ended since the gateway started
 
     def __len__(self) -> int:
         return len(self._relays)
@@ -47,6 +48,7 @@ class TunnelRegistry:
 
         def closed(result: RelayResult) -> None:
             self._relays.pop(relay, None)
+            self.n_closed += 1
             self._metrics.tunnel_closed(labels, result.bytes_up, result.bytes_down)
             on_close(result)
 

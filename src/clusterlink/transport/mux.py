@@ -61,7 +61,12 @@ _MAX_OPENS_UNREAD = 10_000
 
 
 class _Unattached(asyncio.Protocol):
-    """A stream's protocol until the relay takes it: it never gets bytes (reading paused)."""
+    """A stream's protocol until the relay takes it: it never gets bytes (reading paused).
+    Also the protocol of a finished stream, which lets go of its real one: stream and
+    protocol refer to each other, and a finished tunnel is freed by reference counting."""
+
+
+_FINISHED = _Unattached()
 
 
 class StreamTransport(asyncio.Transport):
@@ -162,11 +167,12 @@ class StreamTransport(asyncio.Transport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         assert isinstance(protocol, asyncio.Protocol)
+        if self._is_gone:  # tell the newcomer at once that there is nothing left
+            asyncio.get_running_loop().call_soon(protocol.connection_lost, self._lost)
+            return
         self._protocol = protocol
         # The newcomer was told nothing: if writing must still pause, its first write says so.
         self._writing_paused = False
-        if self._is_gone:  # tell the newcomer at once that there is nothing left
-            asyncio.get_running_loop().call_soon(protocol.connection_lost, self._lost)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
@@ -274,7 +280,8 @@ class StreamTransport(asyncio.Transport):
         self._held.clear()
         self._held_bytes = 0
         self._session.forget(self.stream_id)
-        self._protocol.connection_lost(exc)
+        protocol, self._protocol = self._protocol, _FINISHED
+        protocol.connection_lost(exc)
 
     def _hand_back(self) -> None:
         """Drop the bytes nobody will read, handing their credit back to the sender."""
