@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from clusterlink import __version__
 from clusterlink.certs import (
@@ -130,9 +130,12 @@ async def _main(config: GatewayConfig) -> int:
     return 0
 
 
-def _bind_error(what: str, address: str, exc: OSError) -> ClusterLinkError:
-    reason = (exc.strerror or str(exc)).lower()
-    return ClusterLinkError(f"cannot listen for {what} on {address}: {reason}")
+class _Server(Protocol):
+    """A listener of the gateway: the peer listener, the admin API, metrics."""
+
+    async def start(self, host: str, port: int) -> tuple[str, int]: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,28 +240,13 @@ class Gateway:
                     connector.forget_peer(name)
 
         catalog.subscribe(on_change)
-        try:
-            bound = await peer_listener.start(*listen_addr)
-        except OSError as exc:
-            raise _bind_error("peers (--listen)", config.listen, exc) from exc
-        self._closers.append(peer_listener.close)
-        self.addresses["listen"] = format_address(bound)
-        try:
-            bound = await admin.start(*admin_addr)
-        except OSError as exc:
-            raise _bind_error("the admin API (--admin-listen)", config.admin_listen, exc) from exc
-        self._closers.append(admin.close)
-        self.addresses["admin"] = format_address(bound)
+        await self._serve("listen", "peers", "--listen", listen_addr, peer_listener)
+        await self._serve("admin", "the admin API", "--admin-listen", admin_addr, admin)
         if config.metrics_listen:
-            metrics_server = MetricsServer(metrics)
-            try:
-                bound = await metrics_server.start(
-                    *_parse(config.metrics_listen, "--metrics-listen")
-                )
-            except OSError as exc:
-                raise _bind_error("metrics (--metrics-listen)", config.metrics_listen, exc) from exc
-            self._closers.append(metrics_server.close)
-            self.addresses["metrics"] = format_address(bound)
+            metrics_addr = _parse(config.metrics_listen, "--metrics-listen")
+            await self._serve(
+                "metrics", "metrics", "--metrics-listen", metrics_addr, MetricsServer(metrics)
+            )
         await resources.start()
         tunnels.start_sweeper()
         returner = asyncio.create_task(return_free_memory_after_tunnels(lambda: tunnels.n_closed))
@@ -275,6 +263,22 @@ class Gateway:
             self.addresses["admin"],
             config.import_host,
         )
+
+    async def _serve(
+        self, name: str, what: str, flag: str, address: tuple[str, int], server: _Server
+    ) -> None:
+        """Start one of the gateway's listeners; its address goes into ``gateway.json``."""
+        try:
+            bound = await server.start(*address)
+        except OSError as exc:
+            # asyncio's create_server words its strerror itself; the errno's text is plainer.
+            reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+            shown = format_address(address)
+            raise ClusterLinkError(
+                f"cannot listen for {what} ({flag}) on {shown}: {reason}"
+            ) from exc
+        self._closers.append(server.close)
+        self.addresses[name] = format_address(bound)
 
     async def stop(self) -> None:
         with contextlib.suppress(FileNotFoundError, ValueError, OSError):

@@ -18,8 +18,10 @@ What it leaves behind: open file descriptors (``/proc/PID/fd``) and resident mem
 (*pristine*), after a short warm-up with the same load (*before*: the level the load is
 judged against), every second under load (*peak*), and after the load until they are back
 within the tolerance of *before* or the settle bound runs out (*after*). Why a warm-up: the
-first load leaves what any CPython process keeps for reuse (freed memory the C allocator does
-not hand back, pooled connections to the peer); a leak is what keeps growing after that.
+first load leaves what any CPython process keeps for reuse (interned objects, free lists,
+pooled connections to the peer); a leak is what keeps growing after that. *Before* is read
+once the gateways have handed free memory back to the system after the warm-up, so *after*
+must come down just as far.
 
 Client and service run on one asyncio loop in the test process; the gateways are the
 product's own processes (``tests/integration/gateways.py``).
@@ -37,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clusterlink.memory import DEFAULT_INTERVAL_S
 from tests.integration.documents import access_policy, export, import_, peer
 from tests.integration.gateways import Fabric, Gateway, parse_address, stop_all
 
@@ -53,7 +56,9 @@ _OK, _BAD = b"\x01", b"\x00"
 CONNECT_TIMEOUT_S = 10.0
 EXCHANGE_TIMEOUT_S = 120.0  # a 4 MiB exchange while hundreds of others share two vCPUs
 SAMPLE_INTERVAL_S = 1.0
-WARMUP_SETTLE_S = 2.0  # after the warm-up, before *before* is read: its tunnels close in ms
+# After the warm-up, before *before* is read: its tunnels close in ms, and the gateway hands
+# free memory back at its next periodic look (``clusterlink.memory``).
+WARMUP_SETTLE_S = DEFAULT_INTERVAL_S + 2.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import pytest
 from tests.integration.clients import Exchange, is_refused, talk
 from tests.integration.conftest import StartGateway, StartService
 from tests.integration.documents import access_policy, export, import_, peer
-from tests.integration.gateways import Gateway, parse_address
+from tests.integration.gateways import Fabric, Gateway, cl, parse_address
 from tests.integration.services import echo
 
 pytestmark = pytest.mark.integration
@@ -71,3 +71,29 @@ def test_restarted_gateway_serves_its_import_again_on_the_leased_port(
 
     assert again.get("import", "echo")["status"]["listen"] == "{}:{}".format(*address)
     assert talk(address, b"hello") == Exchange(b"hello", "eof")
+
+
+@pytest.mark.parametrize(
+    ("flag", "what"),
+    [
+        ("--listen", "peers"),
+        ("--admin-listen", "the admin API"),
+        ("--metrics-listen", "metrics"),
+    ],
+)
+def test_a_listen_address_in_use_stops_the_start_with_a_message_naming_it(
+    fabric: Fabric, flag: str, what: str
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = f"127.0.0.1:{holder.getsockname()[1]}"
+        addresses = {"--listen": "127.0.0.1:0", "--admin-listen": "127.0.0.1:0", flag: taken}
+        args = [arg for pair in addresses.items() for arg in pair]
+        result = cl("gateway", "run", "--peer-dir", str(fabric.peer_dir("busy")), *args)
+
+    assert result.rc != 0, result
+    assert f"cannot listen for {what} ({flag}) on {taken}: address already in use" in (
+        result.stderr
+    ), result
+    assert not (fabric.peer_dir("busy") / "gateway.json").exists()

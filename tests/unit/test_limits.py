@@ -11,7 +11,7 @@ import pytest
 from clusterlink.cli.gateway import gateway_run
 from clusterlink.dataplane.limits import PEER_LISTENER, Limit, Limits, PeerTunnels, Slots
 from clusterlink.dataplane.settings import DataplaneSettings
-from clusterlink.dataplane.throttle import LogThrottle
+from clusterlink.log_throttle import LogThrottle
 from clusterlink.metrics import GatewayMetrics
 
 # -- LogThrottle ----------------------------------------------------------------------------

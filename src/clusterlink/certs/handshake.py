@@ -41,6 +41,7 @@ from clusterlink.certs.validity import (
     format_utc,
     validity_problem,
 )
+from clusterlink.log_throttle import LogThrottle
 
 __all__ = ["NO_CHECK_TIME", "CheckedSSLObject", "CheckedSSLSocket"]
 
@@ -50,8 +51,6 @@ NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME; Python's ssl names no con
 _NOT_YET_VALID = 9  # X509_V_ERR_CERT_NOT_YET_VALID
 _EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 _UNKNOWN_ISSUER = {2, 20}  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)
-_REPEAT_AFTER_S = 60.0
-_MAX_REMEMBERED = 1024
 
 
 class _OutsideValidity(ssl.SSLCertVerificationError):
@@ -103,28 +102,6 @@ def _epoch_s(cert_time: str) -> int:
     return ssl.cert_time_to_seconds(cert_time)
 
 
-class _Refusals:
-    """Rate limit for refusal lines: the first of a kind, then one a minute with a count."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, tuple[float, int]] = {}  # kind -> (logged at, suppressed since)
-
-    def note(self, error: ssl.SSLCertVerificationError) -> None:
-        reason = _reason_of(error)
-        # One certificate's refusals differ only in the time now: they count as one kind.
-        kind = error.holder if isinstance(error, _OutsideValidity) else reason
-        now = time.monotonic()
-        logged_at, suppressed = self._seen.get(kind, (None, 0))
-        if logged_at is not None and now - logged_at < _REPEAT_AFTER_S:
-            self._seen[kind] = (logged_at, suppressed + 1)
-            return
-        if len(self._seen) >= _MAX_REMEMBERED:
-            self._seen.clear()
-        self._seen[kind] = (now, 0)
-        more = f" ({suppressed} more like it in the last minute)" if suppressed else ""
-        log.warning("peer listener refused a TLS handshake: %s%s", reason, more)
-
-
 def _reason_of(error: ssl.SSLCertVerificationError) -> str:
     message = error.verify_message or str(error)
     if error.verify_code in _UNKNOWN_ISSUER:
@@ -137,7 +114,9 @@ def _reason_of(error: ssl.SSLCertVerificationError) -> str:
     return f"the caller's certificate does not verify ({message})"
 
 
-_refusals = _Refusals()
+# One line per kind of refusal and minute; one certificate's refusals differ only in the
+# time now, so they count as one kind (its holder).
+_refusals = LogThrottle(log, burst=1, window_s=60.0, max_sources=1024)
 
 
 def _handshake_checked(
@@ -148,7 +127,11 @@ def _handshake_checked(
         _check_presented(connection)
     except ssl.SSLCertVerificationError as exc:
         if connection.server_side:
-            _refusals.note(exc)
+            reason = _reason_of(exc)
+            kind = exc.holder if isinstance(exc, _OutsideValidity) else reason
+            _refusals.log(
+                logging.WARNING, kind, "peer listener refused a TLS handshake: %s", reason
+            )
         raise
 
 

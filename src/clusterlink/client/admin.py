@@ -33,6 +33,7 @@ from clusterlink.errors import (
     PeerUnreachable,
     ValidationError,
 )
+from clusterlink.transport import dial
 
 if TYPE_CHECKING:
     import httpx  # imported when a client is made: `clusterlink --help` should not pay for it
@@ -70,16 +71,15 @@ _WILDCARD_TO_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
 def parse_address(text: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` -> (host, port); raises ``ValidationError`` otherwise."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValidationError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8444)")
-    return host, int(port_text)
+    try:
+        return dial.parse_address(text)
+    except ValueError:
+        raise ValidationError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8444)") from None
 
 
 def format_address(host: str, port: int) -> str:
     """The inverse of ``parse_address``: brackets IPv6 hosts."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return dial.format_address((host, port))
 
 
 class AdminClient:

@@ -43,6 +43,7 @@ from clusterlink.controlplane.admin_input import (
 )
 from clusterlink.controlplane.catalog import Catalog
 from clusterlink.controlplane.health import PeerHealth
+from clusterlink.controlplane.http_serving import serve_app
 from clusterlink.controlplane.openapi import openapi_document
 from clusterlink.controlplane.refusals import RefusalLog, describe_handshake_failure
 from clusterlink.controlplane.resources import ResourceService
@@ -142,18 +143,11 @@ class AdminServer:
         )
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        await _MutualTLSSite(self._runner, sock, self._accept).start()
-        return sock.getsockname()[:2]  # type: ignore[no-any-return]
+        def site(runner: web.BaseRunner, sock: socket.socket) -> web.BaseSite:
+            return _MutualTLSSite(runner, sock, self._accept)
+
+        self._runner, bound = await serve_app(self.app, host, port, site=site)
+        return bound
 
     async def close(self) -> None:
         if self._runner is not None:

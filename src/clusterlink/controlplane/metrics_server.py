@@ -7,11 +7,10 @@ look with curl).
 
 from __future__ import annotations
 
-import socket
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from clusterlink.controlplane.http_serving import serve_app
 from clusterlink.metrics import GatewayMetrics
 
 __all__ = ["MetricsServer"]
@@ -29,17 +28,8 @@ class MetricsServer:
     async def start(self, host: str, port: int) -> tuple[str, int]:
         app = web.Application()
         app.add_routes([web.get("/metrics", self._scrape), web.get("/", self._scrape)])
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        return sock.getsockname()[:2]  # type: ignore[no-any-return]
+        self._runner, bound = await serve_app(app, host, port)
+        return bound
 
     async def close(self) -> None:
         if self._runner is not None:

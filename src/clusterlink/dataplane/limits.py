@@ -29,7 +29,7 @@ import logging
 from collections import Counter
 
 from clusterlink.dataplane.settings import DataplaneSettings
-from clusterlink.dataplane.throttle import LogThrottle
+from clusterlink.log_throttle import LogThrottle
 from clusterlink.metrics import GatewayMetrics, LimitUsage
 
 __all__ = ["PEER_LISTENER", "Limit", "Limits", "PeerTunnels", "Slots"]

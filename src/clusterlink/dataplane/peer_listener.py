@@ -45,9 +45,9 @@ from clusterlink.controlplane.catalog import Catalog
 from clusterlink.dataplane.limits import Limit, Limits
 from clusterlink.dataplane.relay import Parked, RelayResult, reset
 from clusterlink.dataplane.settings import DataplaneSettings
-from clusterlink.dataplane.throttle import LogThrottle
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError, ProtocolError
+from clusterlink.log_throttle import LogThrottle
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import (
     ALPN_PROTOCOL,

@@ -1,7 +1,8 @@
 """Rate-limited log lines: a hostile or broken caller must not be able to flood the log.
 
 Every refusal on the peer listener is worth one line, but a caller can provoke refusals as
-fast as it can open connections (garbage instead of TLS needs no certificate). So lines about
+fast as it can open connections (garbage instead of TLS needs no certificate). Used by the
+peer listener, its limits, and the certificate checks of every handshake. So lines about
 one *source* (a remote address, a peer, a limit) share a budget: the first ``burst`` lines of a
 window go out as they come, the rest of that window are counted, and the next line that goes
 out says how many were held back. Nothing is lost silently, and nothing is scheduled: the
