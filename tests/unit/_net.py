@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import random
 import ssl
+import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,3 +260,27 @@ def is_reset(exc: BaseException | None) -> bool:
 def pattern(n: int, seed: int) -> bytes:
     """``n`` bytes that are not periodic at any small offset, so a lost or repeated chunk shows."""
     return random.Random(seed).randbytes(n)
+
+
+def run_without_cycle_collector(run: Run, scenario: Coroutine[Any, Any, None]) -> None:
+    """``run(scenario)`` with Python's cycle collector off: what the scenario frees, reference
+    counting freed."""
+    gc.disable()
+    try:
+        run(scenario)
+    finally:
+        gc.enable()
+
+
+async def close_both(*ends: Endpoint) -> None:
+    """Close the test's ends of a finished tunnel and let the loop run their last callbacks."""
+    for end in ends:
+        end.transport.close()
+        await end.wait_lost()
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def still_alive(refs: list[weakref.ref[object]]) -> list[object]:
+    """The objects of ``refs`` that something still holds."""
+    return [obj for obj in (ref() for ref in refs) if obj is not None]

@@ -19,7 +19,6 @@ bound, and ``is_idle`` follows the byte counters.
 from __future__ import annotations
 
 import asyncio
-import gc
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from tests.unit._net import (
     Endpoint,
     Fabric,
     Run,
+    close_both,
     connect_tcp,
     connect_tls,
     fabric_fixture,  # noqa: F401 -- a fixture, requested by name
@@ -42,6 +42,8 @@ from tests.unit._net import (
     listen,
     pattern,
     run_fixture,  # noqa: F401 -- a fixture, requested by name
+    run_without_cycle_collector,
+    still_alive,
     tls_server_factory,
     until,
 )
@@ -492,21 +494,12 @@ def test_a_finished_tunnel_is_freed_at_once_without_the_cycle_collector(
         tunnel.service.transport.write_eof()
         await tunnel.client.read_to_eof()
         await tunnel.wait_closed()
-        for end in (tunnel.client, tunnel.service):
-            end.transport.close()
-            await end.wait_lost()
-        for _ in range(10):  # callbacks the loop still holds for the closed transports
-            await asyncio.sleep(0)
+        await close_both(tunnel.client, tunnel.service)
 
         del relay, layer
         tunnel.relay = None
         tunnel.accepted_layers.clear()
         tunnel.client_parked.transport = tunnel.service_parked.transport = None  # type: ignore[assignment]
-        alive = [ref() for ref in gone if ref() is not None]
-        assert not alive, f"kept alive by a reference cycle: {alive}"
+        assert not still_alive(gone), "kept alive by a reference cycle"
 
-    gc.disable()
-    try:
-        run(scenario())
-    finally:
-        gc.enable()
+    run_without_cycle_collector(run, scenario())

@@ -23,7 +23,6 @@ answer, and ``MuxPool``'s dial sharing and replacement.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import socket
 import struct
@@ -56,12 +55,15 @@ from tests.unit._net import (
     Endpoint,
     Fabric,
     Run,
+    close_both,
     connect_tcp,
     fabric_fixture,  # noqa: F401 -- a fixture, requested by name
     is_reset,
     listen,
     pattern,
     run_fixture,  # noqa: F401 -- a fixture, requested by name
+    run_without_cycle_collector,
+    still_alive,
     tls_server_factory,
     until,
 )
@@ -923,20 +925,11 @@ def test_a_finished_stream_tunnel_is_freed_at_once_without_the_cycle_collector(
         gone: list[weakref.ref[object]] = [weakref.ref(relay), weakref.ref(stream)]
         await exchange(tunnel, pattern(300_000, 5), pattern(300_000, 6))
         await tunnel.wait_closed()
-        for end in (tunnel.client, tunnel.service):
-            end.transport.close()
-            await end.wait_lost()
-        for _ in range(10):  # callbacks the loop still holds for the closed transports
-            await asyncio.sleep(0)
+        await close_both(tunnel.client, tunnel.service)
 
         del relay, stream
         tunnel.relay = None
         tunnel.up = tunnel.down = None  # type: ignore[assignment]
-        alive = [ref() for ref in gone if ref() is not None]
-        assert not alive, f"kept alive by a reference cycle: {alive}"
+        assert not still_alive(gone), "kept alive by a reference cycle"
 
-    gc.disable()
-    try:
-        run(scenario())
-    finally:
-        gc.enable()
+    run_without_cycle_collector(run, scenario())
