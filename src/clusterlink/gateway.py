@@ -51,7 +51,7 @@ from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError
 from clusterlink.logs import setup_logging
-from clusterlink.memory import return_free_memory_after_tunnels
+from clusterlink.memory import keep_freed_memory_while_busy, return_free_memory_after_tunnels
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ALPN_PROTOCOL, Health
 from clusterlink.protocol.mux import MUX_ALPN
@@ -89,6 +89,7 @@ def run_gateway(config: GatewayConfig) -> int:
     """
     setup_logging(config.log_level, config.log_format)
     _raise_file_limit()
+    keep_freed_memory_while_busy()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every platform we ship
