@@ -211,7 +211,7 @@ async def listen(factory: Callable[[], asyncio.BaseProtocol]) -> tuple[asyncio.S
     return server, server.sockets[0].getsockname()[1]
 
 
-async def connect_tcp(port: int, protocol: asyncio.Protocol) -> asyncio.Transport:
+async def connect_tcp(port: int, protocol: asyncio.BaseProtocol) -> asyncio.Transport:
     async with asyncio.timeout(WAIT_S):
         transport, _ = await asyncio.get_running_loop().create_connection(
             lambda: protocol, LOCALHOST, port

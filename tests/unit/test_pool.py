@@ -40,7 +40,7 @@ class _HeldTLSLayer(TLSLayer):
     held = b""
     is_held = True
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.is_held:
             self.held += data
         else:

@@ -42,7 +42,7 @@ def format_address(addr: Address | tuple[str, int, int, int]) -> str:
 
 
 async def dial_tcp(
-    addr: Address, protocol: asyncio.Protocol, *, connect_timeout_s: float, what: str
+    addr: Address, protocol: asyncio.BaseProtocol, *, connect_timeout_s: float, what: str
 ) -> asyncio.Transport:
     """Connect ``protocol`` to ``addr``; ``what`` names the target in errors."""
     loop = asyncio.get_running_loop()
