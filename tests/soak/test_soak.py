@@ -2,7 +2,7 @@
 real gateways, every byte checked both ways, then the gateways' file descriptors and memory
 back at their level before the load.
 
-Run it with ``.venv/bin/pytest -m soak tests/soak -s`` (about 6 minutes for both tunnel
+Run it with ``.venv/bin/pytest -m soak tests/soak -s`` (about 5 minutes for both tunnel
 modes; ``-k mux`` or ``-k basic`` for one); it prints its figures. The load and what is
 measured are described in ``tests/integration/load.py``; its 10-second variant runs in the
 default suite (``tests/integration/test_soak_smoke.py``).
