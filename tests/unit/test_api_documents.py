@@ -246,6 +246,12 @@ def expression(text: str) -> str:
         (replace(IMPORT_BAD, "spec: ", "spec: 3\nx: "), "spec", "must be a mapping"),
         (replace(EXPORT, "db.prod.svc", "''"), "spec.host", "must not be empty"),
         (replace(EXPORT, "host: db.prod.svc, ", ""), "spec.host", "required"),
+        (replace(EXPORT, "db.prod.svc", "'db prod'"), "spec.host", "an IP address or a DNS host"),
+        (replace(EXPORT, "db.prod.svc", '"db\\0prod"'), "spec.host", "an IP address or a DNS"),
+        (replace(EXPORT, "db.prod.svc", "'http://db'"), "spec.host", "an IP address or a DNS"),
+        (replace(EXPORT, "db.prod.svc", "'[::1]'"), "spec.host", "without brackets"),
+        (replace(EXPORT, "db.prod.svc", "a..b"), "spec.host", "an IP address or a DNS host"),
+        (replace(PEER, "10.0.0.2", "'10.0.0.2:443'"), "spec.gateways[1].host", "an IP address"),
         (replace(EXPORT, "5432", "0"), "spec.port", "must be at least 1"),
         (
             replace(PEER, "gateways: [", "gateways: []\n  x: ["),
@@ -362,3 +368,19 @@ def test_resource_from_dict_names_the_resource_without_a_document_number():
     with pytest.raises(ValidationError) as caught:
         resource_from_dict(data)
     assert str(caught.value).startswith("Export prod/db: spec.port: must be at most 65535")
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["db.prod.svc", "localhost", "my_service", "10.0.0.2", "::1", "fe80::1%eth0", "db.svc."],
+)
+def test_hosts_a_gateway_can_connect_to_are_accepted(host):
+    export = resource_from_dict(to_dict(one(EXPORT)) | {"spec": {"host": host, "port": 80}})
+    assert isinstance(export, Export)
+    assert export.spec.host == host
+
+
+def test_a_host_with_a_nul_byte_is_refused():
+    data = to_dict(one(EXPORT)) | {"spec": {"host": "db\x00prod", "port": 80}}
+    with pytest.raises(ValidationError, match="an IP address or a DNS host name"):
+        resource_from_dict(data)

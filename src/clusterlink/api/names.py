@@ -11,6 +11,8 @@ a model calls :func:`validate_peer_name`, which raises our own ``ValidationError
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from typing import Annotated, NewType
 
@@ -19,6 +21,7 @@ from pydantic import AfterValidator, WithJsonSchema
 from clusterlink.errors import ValidationError
 
 __all__ = [
+    "HostField",
     "LabelKey",
     "LabelMap",
     "NamespaceName",
@@ -100,6 +103,30 @@ def _labels(labels: dict[str, str]) -> dict[str, str]:
     return labels
 
 
+_HOST_LABEL_RE = re.compile(r"[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?")
+_HOST_CHARS = re.compile(r"[A-Za-z0-9_.:%-]+")  # what the JSON schema can say of both forms
+
+
+def _host(value: str) -> str:
+    """An IP address, or a DNS host name: what a gateway can connect to. Anything else
+    (spaces, control characters, a URL, brackets) would only fail later, at connect time,
+    with a less clear message."""
+    if not value:
+        raise ValueError("must not be empty")
+    if value.startswith("[") and value.endswith("]"):
+        raise ValueError("must be written without brackets (e.g. ::1, not [::1])")
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(value)
+        return value
+    labels = value.removesuffix(".").split(".")
+    if len(value) > 253 or not all(_HOST_LABEL_RE.fullmatch(label) for label in labels):
+        raise ValueError(
+            "must be an IP address or a DNS host name (labels of letters, digits, '-' and '_' "
+            "up to 63 characters, joined by '.')"
+        )
+    return value
+
+
 def validate_peer_name(name: str) -> PeerName:
     """Return ``name`` as a :data:`PeerName`, or raise ``ValidationError`` saying why not."""
     try:
@@ -116,6 +143,7 @@ def _schema(pattern: re.Pattern[str], max_length: int) -> WithJsonSchema:
 
 
 ResourceName = Annotated[str, AfterValidator(_resource_name), _schema(_DNS_SUBDOMAIN_RE, 253)]
+HostField = Annotated[str, AfterValidator(_host), _schema(_HOST_CHARS, 253)]
 NamespaceName = Annotated[str, AfterValidator(_namespace), _schema(_DNS_LABEL_RE, 63)]
 PeerNameField = Annotated[PeerName, AfterValidator(_peer_name), _schema(_DNS_SUBDOMAIN_RE, 253)]
 LabelKey = Annotated[str, AfterValidator(_label_key)]

@@ -22,7 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
-from clusterlink.api.names import LabelKey, LabelMap, NamespaceName, PeerNameField, ResourceName
+from clusterlink.api.names import (
+    HostField,
+    LabelKey,
+    LabelMap,
+    NamespaceName,
+    PeerNameField,
+    ResourceName,
+)
 
 __all__ = [
     "API_VERSION",
@@ -123,7 +130,7 @@ class EmptyStatus(_Model):
 
 
 class Gateway(_Model):
-    host: str = Field(min_length=1)
+    host: HostField
     port: int = Field(ge=1, le=65535)
 
 
@@ -152,7 +159,7 @@ class Peer(Resource):
 
 
 class ExportSpec(_Model):
-    host: str = Field(min_length=1)
+    host: HostField
     port: int = Field(ge=1, le=65535)
 
 
