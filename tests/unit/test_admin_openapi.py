@@ -124,3 +124,19 @@ def test_path_kinds_are_the_plurals(path: str) -> None:
         "privilegedaccesspolicies",
     ]
     assert {"$ref": "#/components/parameters/kind"} in DOCUMENT["paths"][path]["get"]["parameters"]
+
+
+def test_an_import_source_needs_only_its_peer_as_the_models_fill_in_the_rest() -> None:
+    from clusterlink.api import resource_from_dict
+
+    imported = resource_from_dict(
+        {
+            "apiVersion": "clusterlink.net/v1alpha1",
+            "kind": "Import",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"port": 0, "sources": [{"peer": "b"}]},
+        }
+    )
+    source = imported.spec.sources[0]  # type: ignore[attr-defined]
+    assert (source.export_name, source.export_namespace) == ("web", "shop")
+    assert SCHEMAS["ImportSource"]["required"] == ["peer"]

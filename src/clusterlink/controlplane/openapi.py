@@ -136,6 +136,12 @@ def _document_schemas() -> dict[str, Any]:
         "properties": {"values": {"minItems": 1}},
     }
     schemas["MatchExpression"]["else"] = {"properties": {"values": {"maxItems": 0}}}
+    # api.resources.ImportSpec fills a source's export in from the Import's own name and
+    # namespace before the source is validated: on the wire only ``peer`` is required.
+    source = schemas["ImportSource"]
+    source["required"] = ["peer"]
+    for field, default in (("exportName", "name"), ("exportNamespace", "namespace")):
+        source["properties"][field]["description"] = f"default: the Import's own {default}"
     return schemas
 
 
