@@ -35,6 +35,7 @@ from clusterlink.api import (
 )
 from clusterlink.api.names import NamespaceName, PeerNameField, ResourceName
 from clusterlink.errors import NotFoundError, ProtocolError, ValidationError
+from clusterlink.protocol.wire import is_text
 
 __all__ = [
     "BODY_FIELDS",
@@ -148,25 +149,15 @@ def _not_unicode(value: Any, path: str) -> str | None:
     while pending:
         where, item = pending.pop()
         if isinstance(item, str):
-            if not _is_utf8(item):
+            if not is_text(item):
                 return where
         elif isinstance(item, dict):
-            if not all(_is_utf8(key) for key in item):
+            if not all(is_text(key) for key in item):
                 return where
             pending.extend((f"{where}.{key}", child) for key, child in reversed(item.items()))
         elif isinstance(item, list):
             pending.extend((f"{where}[{i}]", child) for i, child in reversed(list(enumerate(item))))
     return None
-
-
-def _is_utf8(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _in_document(index: int, exc: ValidationError) -> ValidationError:

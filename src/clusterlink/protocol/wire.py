@@ -57,12 +57,13 @@ def as_string_map(value: object) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(item, str):
             raise ValueError(f"has a non-string value for {key!r}")
-        if not (_is_text(key) and _is_text(item)):
+        if not (is_text(key) and is_text(item)):
             raise ValueError(f"has an entry {key!r} that is not valid Unicode text")
     return value
 
 
-def _is_text(text: str) -> bool:
+def is_text(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8 (no lone surrogates)."""
     # JSON escapes can smuggle in lone surrogates, which break every later encode (logs, store).
     # ``isascii`` is a flag check, so the common case costs nothing.
     if text.isascii():
