@@ -219,6 +219,61 @@ def test_data_and_close_notify_that_arrive_while_paused_are_delivered_on_resume(
     run(scenario())
 
 
+class _PausesInsideARecord(Endpoint):
+    """Pauses (and stays paused) at the first delivery after which OpenSSL still holds
+    decrypted plaintext of a half-read record: the state in which sending close_notify used
+    to make OpenSSL fail the connection and drop the rest of the peer's stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused_inside_a_record = False
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if not self.paused_inside_a_record and ssl_object.pending():
+            self.paused_inside_a_record = True
+            self.transport.pause_reading()
+
+
+@pytest.mark.parametrize("peer_ends", ["before", "after"])
+def test_half_close_while_paused_inside_a_record_loses_nothing(
+    run: Run, fabric: Fabric, peer_ends: str
+) -> None:
+    """Our write_eof while reading is paused with plaintext of a record already decrypted,
+    and the rest of the peer's stream (with its close_notify, ``before``) waiting unread or
+    still to come (``after``): every byte still arrives, then a clean EOF and a clean end."""
+
+    async def scenario() -> None:
+        client = _PausesInsideARecord()
+        pair = await tls_pair(fabric, client, Endpoint())
+        # "before": small enough for the socket buffers to take it all while we are paused.
+        data = pattern(256 * 1024 if peer_ends == "before" else 4 * 1024 * 1024, 7)
+        sender = asyncio.create_task(pair.server.send(data))
+        await until(lambda: client.paused_inside_a_record)
+        if peer_ends == "before":
+            async with asyncio.timeout(WAIT_S):
+                await sender
+            pair.server.transport.write_eof()
+            await until(lambda: pair.server_layer.raw.get_write_buffer_size() == 0)
+        ssl_object = pair.client.transport.get_extra_info("ssl_object")
+        assert ssl_object.pending() > 0  # the state this test is about
+
+        pair.client.transport.write_eof()  # our close_notify, the peer's stream unread
+        assert await pair.server.read_to_eof() == b""
+        pair.client.release()
+        if peer_ends == "after":
+            async with asyncio.timeout(WAIT_S):
+                await sender
+            pair.server.transport.write_eof()
+
+        assert await pair.client.read_to_eof() == data
+        assert await pair.client.wait_lost() is None
+        assert await pair.server.wait_lost() is None
+
+    run(scenario())
+
+
 def test_a_client_of_another_fabric_fails_the_servers_handshake(run: Run, fabric: Fabric) -> None:
     async def scenario() -> None:
         server_apps: list[Endpoint] = []

@@ -29,6 +29,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
 import ssl
@@ -154,6 +155,9 @@ class TLSLayer(asyncio.BufferedProtocol):
         self._is_closing = False
         self._closed_locally = False
         self._error: Exception | None = None  # a TLS error that ended the connection
+        # Plaintext taken out of OpenSSL before our close_notify (see _send_close_notify),
+        # delivered before anything decrypted after it.
+        self._held: collections.deque[bytes] = collections.deque()
 
     @property
     def transport(self) -> TLSTransport:
@@ -275,7 +279,11 @@ class TLSLayer(asyncio.BufferedProtocol):
         """
         incoming, ssl_obj = self._incoming, self._ssl
         ended = ""  # why reading stopped: "", close-notify, broken
+        held = self._held
         while not self.reading_paused and not ended:
+            if held:
+                self.app.data_received(held.popleft())
+                continue
             available = incoming.pending + ssl_obj.pending()
             if not available:
                 if self._peer_fin and not self._eof_received:
@@ -362,15 +370,33 @@ class TLSLayer(asyncio.BufferedProtocol):
             self.raw.write_eof()
 
     def _send_close_notify(self) -> None:
-        # unwrap() calls SSL_shutdown() twice, and the second call reads the incoming BIO for
-        # the peer's close_notify: an application record waiting there (our reading paused)
-        # makes OpenSSL fail the connection (APPLICATION_DATA_AFTER_CLOSE_NOTIFY), and the
-        # rest of the peer's stream is lost. So unread ciphertext is held aside meanwhile.
+        """Send our close_notify without touching what the peer still has to say.
+
+        ``unwrap()`` calls ``SSL_shutdown()`` twice, and the second call reads on, looking for
+        the peer's close_notify: any application data it meets there makes OpenSSL fail the
+        connection for good (APPLICATION_DATA_AFTER_CLOSE_NOTIFY), and the rest of the peer's
+        stream is lost. With our reading paused, application data waits in two places: as
+        ciphertext in the incoming BIO, and as the plaintext of a record that OpenSSL already
+        decrypted but we have not read out (``pending()``: reading paused in the middle of
+        a record). Both are taken aside for the shutdown and read afterwards, in order.
+        """
         unread = self._incoming.read()
+        self._held.extend(self._read_decrypted())
         with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLError):
             self._ssl.unwrap()
         self._incoming.write(unread)
         self._flush()
+
+    def _read_decrypted(self) -> list[bytes]:
+        """The plaintext OpenSSL has already decrypted (with the incoming BIO empty, a read
+        cannot start a new record)."""
+        chunks: list[bytes] = []
+        while pending := self._ssl.pending():
+            try:
+                chunks.append(self._ssl.read(pending))
+            except ssl.SSLError:
+                break
+        return chunks
 
     def _flush(self) -> None:
         data = self._outgoing.read()
