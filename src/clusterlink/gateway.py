@@ -1,10 +1,12 @@
 """One gateway process: wires the parts together and runs until SIGTERM/SIGINT (DESIGN §2).
 
-Start-up order matters for users: listeners first (a port that is taken is an error before
+Start-up order matters for users: the lock of the peer directory first (one gateway per
+directory, see ``peer_dir_lock``), then listeners (a port that is taken is an error before
 anything else happens), then the stored Imports re-open their listeners (leased ports again),
 then heartbeats start, and only then ``gateway.json`` is written, with the addresses actually
 bound, so a tool that sees the file can use every address in it. On a stop signal the
-gateway stops accepting, resets open tunnels, removes ``gateway.json`` and exits 0.
+gateway stops accepting, resets open tunnels, removes the ``gateway.json`` it wrote (never
+another gateway's) and exits 0.
 
 TLS credentials can change under a running gateway (a rotated certificate, an edited trust
 bundle). All its TLS contexts come from one ``CredentialReloader`` and reach the listeners and
@@ -53,6 +55,7 @@ from clusterlink.errors import ClusterLinkError
 from clusterlink.logs import setup_logging
 from clusterlink.memory import keep_freed_memory_while_busy, return_free_memory_after_tunnels
 from clusterlink.metrics import GatewayMetrics
+from clusterlink.peer_dir_lock import hold_peer_dir
 from clusterlink.protocol import ALPN_PROTOCOL, Health
 from clusterlink.protocol.mux import MUX_ALPN
 from clusterlink.store import SQLiteStore
@@ -87,14 +90,15 @@ def run_gateway(config: GatewayConfig) -> int:
     Start-up problems (bad peer directory, port taken, unreadable state) raise
     ``ClusterLinkError`` with a one-line reason.
     """
-    setup_logging(config.log_level, config.log_format)
-    _raise_file_limit()
-    keep_freed_memory_while_busy()
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on every platform we ship
-        return asyncio.run(_main(config))
-    return uvloop.run(_main(config))
+    with hold_peer_dir(config.peer_dir):  # first: a refusal is the only line on stderr
+        setup_logging(config.log_level, config.log_format)
+        _raise_file_limit()
+        keep_freed_memory_while_busy()
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency on every platform
+            return asyncio.run(_main(config))
+        return uvloop.run(_main(config))
 
 
 def _raise_file_limit() -> None:
@@ -169,6 +173,7 @@ class Gateway:
         self.started_at = time.monotonic()
         self.addresses: dict[str, str | None] = {"listen": None, "admin": None, "metrics": None}
         self._gateway_json = self.peer_dir.path / "gateway.json"
+        self._written_info: str | None = None  # what this gateway put in gateway.json
         self.store: SQLiteStore | None = None
         self._closers: list[Any] = []
         self._retirers: list[Callable[[], None]] = []
@@ -282,8 +287,12 @@ class Gateway:
         self.addresses[name] = format_address(bound)
 
     async def stop(self) -> None:
-        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
-            if json.loads(self._gateway_json.read_text()).get("pid") == os.getpid():
+        # Only the file this gateway wrote: another gateway's (a restart that raced this
+        # stop, a copy of the directory) tells the CLI where a live gateway is.
+        with contextlib.suppress(OSError):
+            if self._written_info is not None and (
+                self._gateway_json.read_text() == self._written_info
+            ):
                 self._gateway_json.unlink()
         for close in reversed(self._closers):
             result = close()
@@ -332,9 +341,11 @@ class Gateway:
     def _write_gateway_json(self) -> None:
         """Atomically, so a reader never sees half a file."""
         info = {"name": self.local.name, "pid": os.getpid(), **self.addresses}
+        text = json.dumps(info, indent=2) + "\n"
         tmp = self._gateway_json.with_name(f".gateway.json.{os.getpid()}")
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.write_text(text)
         tmp.replace(self._gateway_json)
+        self._written_info = text
 
 
 def _parse(text: str, flag: str) -> tuple[str, int]:

@@ -3,6 +3,7 @@ gateway.json removed, open tunnels reset), and a restart keeps what was stored."
 
 from __future__ import annotations
 
+import signal
 import socket
 
 import pytest
@@ -26,6 +27,40 @@ def test_sigterm_stops_the_gateway_with_exit_0_and_removes_gateway_json(
 
     assert is_refused(listen) and is_refused(admin)
     assert gateway.wait_for_log("gateway lone stopped")
+
+
+def test_a_second_gateway_on_a_served_peer_dir_is_refused_naming_the_first_pid(
+    start_gateway: StartGateway,
+) -> None:
+    first = start_gateway("served")
+    written = first.info_path.read_text()
+    where = ("--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+
+    second = cl("gateway", "run", "--peer-dir", str(first.peer_dir), *where)
+
+    assert second.rc == 1, second
+    assert second.stderr == (
+        f"error: peer directory {first.peer_dir} is already served by a running gateway "
+        f"(pid {first.process.pid}); stop that one first, or give this one another "
+        "--peer-dir\n"
+    )
+    assert first.process.poll() is None
+    assert first.info_path.read_text() == written
+    assert first.cl("status", "-o", "json").json()["gateway"]["name"] == "served"
+
+
+def test_a_gateway_killed_with_sigkill_does_not_block_a_restart_on_its_peer_dir(
+    fabric: Fabric, start_gateway: StartGateway
+) -> None:
+    peer_dir = fabric.peer_dir("crashed")
+    killed = Gateway(peer_dir, log_path=fabric.root / "gateway-crashed-killed.log")
+    killed.kill()
+    assert killed.process.returncode == -signal.SIGKILL
+    assert (peer_dir / "gateway.lock").exists()  # left behind, but nobody holds it now
+
+    again = start_gateway("crashed")
+
+    assert again.cl("status", "-o", "json").json()["gateway"]["name"] == "crashed"
 
 
 def connected(source: Gateway, target: Gateway, service_port: int) -> tuple[str, int]:
