@@ -30,6 +30,18 @@ def test_create_fabric_writes_ca_with_private_key(runner: CliRunner, tmp_path: P
     assert "fab" in result.stdout
 
 
+def test_create_fabric_warns_on_stderr_where_the_ca_key_is_and_to_keep_it_unserved(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["create", "fabric", "--name", "fab", "--path", str(tmp_path)])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"created fabric fab in {tmp_path / 'fab'}\n"
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith(f"warning: {tmp_path / 'fab' / 'key.pem'} is the private key ")
+    assert "keep it off any served or shared directory" in warning
+
+
 def test_create_fabric_defaults_to_default_fabric_in_current_dir(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -70,6 +70,7 @@ def test_fabric_rotation_keeps_the_previous_ca_aside_with_a_private_key(
     new = certs_in(fab / "cert.pem")[0]
     assert ca_id(new) in result.stdout and "rotate ca-bundle" in result.stdout
     assert not list(fab.glob(".partial-*"))
+    assert result.stderr.startswith(f"warning: {fab / 'key.pem'} is the private key ")
 
 
 def test_a_second_fabric_rotation_is_refused_until_the_previous_ca_is_gone(

@@ -38,8 +38,10 @@ def create_fabric(
     if not rotate:
         created = certs.create_fabric(path, name)
         typer.echo(f"created fabric {name} in {created}")
+        _warn_about_ca_key(created / "key.pem", name)
         return
     rotation = certs.rotate_fabric_ca(path, name)
+    _warn_about_ca_key(path / name / "key.pem", name)
     typer.echo(
         f"created CA {certs.ca_id(rotation.new)} for fabric {name} in {path / name}; "
         f"the previous CA {certs.ca_id(rotation.old)} is kept in {rotation.previous}"
@@ -47,6 +49,19 @@ def create_fabric(
     typer.echo(
         "next: add the new CA to every peer's trust bundle with `clusterlink rotate ca-bundle "
         f"--name PEER --fabric {name} --path {path} --add {path / name / 'cert.pem'}`"
+    )
+
+
+def _warn_about_ca_key(key: Path, fabric: str) -> None:
+    """Said at the moment the key appears, because the next step of a first try is often to
+    start a service, or share a folder, right where the fabric was made: whoever reads this
+    key can issue certificates that every gateway of the fabric accepts. On stderr, so that
+    scripts reading stdout see what they always saw."""
+    typer.echo(
+        f"warning: {key} is the private key of fabric {fabric}'s CA: anyone who reads it can "
+        "join the fabric; keep it off any served or shared directory (a web server's root, "
+        "a file share, a repository) and offline once the peers have their certificates",
+        err=True,
     )
 
 
