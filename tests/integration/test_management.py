@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Link, StartService
-from tests.integration.documents import export, yaml_stream
+from tests.integration.documents import access_policy, export, selector, yaml_stream
 from tests.integration.services import echo
 from tests.integration.waiting import wait_until
 
@@ -73,3 +73,29 @@ def test_status_json_shows_the_peer_and_the_import_listen_address(
     assert b["gateways"] == ["{}:{}".format(*link.target.listen)]
     imports = {(i["namespace"], i["name"]): i for i in status["imports"]}
     assert imports[(link.namespace, "echo")]["listen"] == "{}:{}".format(*address)
+
+
+@pytest.mark.parametrize("how", ["create-policy", "apply"])
+def test_a_policy_on_a_misspelt_clusterlink_key_is_refused_and_not_stored(
+    link: Link, how: str
+) -> None:
+    ns, typo = link.namespace, "peer.clusterlink.net/nmae"
+    if how == "create-policy":
+        args = ("--name", "typo", "-n", ns, "--action", "allow", "--from", f"{typo}=a")
+        done = link.source.cl("create", "policy", *args)
+    else:
+        policy = access_policy("typo", ns, "allow", from_=[selector({typo: "a"})])
+        done = link.source.cl("apply", "-f", "-", stdin=yaml_stream(policy))
+
+    assert (done.rc, done.stdout) == (1, ""), done
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done
+    # The gateway (create) and the CLI's own parse (apply) word where differently; both name
+    # the field and the key.
+    assert f"AccessPolicy {ns}/typo" in done.stderr, done
+    assert "spec.from[0].workloadSelector.matchLabels" in done.stderr, done
+    assert (
+        f"{typo!r} is not a ClusterLink attribute (known source attributes: "
+        "peer.clusterlink.net/name, "
+    ) in done.stderr, done
+    stored = link.source.cl("get", "accesspolicy", "typo", "-n", ns)
+    assert (stored.rc, stored.stderr) == (1, f"error: accesspolicy {ns}/typo not found\n")

@@ -384,3 +384,120 @@ def test_a_host_with_a_nul_byte_is_refused():
     data = to_dict(one(EXPORT)) | {"spec": {"host": "db\x00prod", "port": 80}}
     with pytest.raises(ValidationError, match="an IP address or a DNS host name"):
         resource_from_dict(data)
+
+
+# --- policy selector keys ----------------------------------------------------------------------
+
+TO = "to: [{workloadSelector: {}}]"
+
+
+def labels_to(text: str) -> str:
+    """A policy whose second ``to`` selector is ``text`` (its ``from`` matches everything)."""
+    anything = replace(SELECTOR, "FROM", "{workloadSelector: {}}")
+    return replace(anything, TO, f"to: [{{workloadSelector: {{}}}}, {text}]")
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        (
+            replace(
+                SELECTOR,
+                "FROM",
+                "{workloadSelector: {matchLabels: {peer.clusterlink.net/nmae: a}}}",
+            ),
+            "spec.from[0].workloadSelector.matchLabels",
+            "'peer.clusterlink.net/nmae' is not a ClusterLink attribute (known source attributes: "
+            "peer.clusterlink.net/name, peer.clusterlink.net/labels.<k>, "
+            "client.clusterlink.net/namespace, client.clusterlink.net/service-account, "
+            "client.clusterlink.net/labels.<k>, client.clusterlink.net/ip)",
+        ),
+        (
+            replace(
+                SELECTOR,
+                "FROM",
+                "{workloadSelector: {matchLabels: {export.clusterlink.net/name: web}}}",
+            ),
+            "spec.from[0].workloadSelector.matchLabels",
+            "'export.clusterlink.net/name' is a destination attribute, not a source one",
+        ),
+        (
+            labels_to(
+                "{workloadSelector: {matchLabels: {app: x, client.clusterlink.net/ip: 10.0.0.1}}}"
+            ),
+            "spec.to[1].workloadSelector.matchLabels",
+            "'client.clusterlink.net/ip' is a source attribute, not a destination one (known "
+            "destination attributes: peer.clusterlink.net/name, peer.clusterlink.net/labels.<k>, "
+            "export.clusterlink.net/name, export.clusterlink.net/namespace, "
+            "export.clusterlink.net/labels.<k>)",
+        ),
+        (
+            expression(
+                "{key: app, operator: Exists}, "
+                "{key: client.clusterlink.net/labels, operator: In, values: [x]}"
+            ),
+            "spec.from[0].workloadSelector.matchExpressions[1].key",
+            "'client.clusterlink.net/labels' is not a ClusterLink attribute",
+        ),
+        (
+            labels_to(
+                "{workloadSelector: {matchExpressions: "
+                "[{key: client.clusterlink.net/labels.app, operator: DoesNotExist}]}}"
+            ),
+            "spec.to[1].workloadSelector.matchExpressions[0].key",
+            "'client.clusterlink.net/labels.app' is a source attribute, not a destination one",
+        ),
+        (
+            replace(
+                SELECTOR, "FROM", "{workloadSelector: {matchLabels: {x.clusterlink.net/app: a}}}"
+            ),
+            "spec.from[0].workloadSelector.matchLabels",
+            "'x.clusterlink.net/app' is not a ClusterLink attribute",
+        ),
+        (
+            replace(
+                replace(SELECTOR, "kind: AccessPolicy", "kind: PrivilegedAccessPolicy"),
+                "FROM",
+                "{workloadSelector: {matchLabels: {export.clusterlink.net/namespace: a}}}",
+            ),
+            "spec.from[0].workloadSelector.matchLabels",
+            "'export.clusterlink.net/namespace' is a destination attribute, not a source one",
+        ),
+    ],
+    ids=[
+        "misspelt-source-key",
+        "destination-key-in-from",
+        "source-key-in-to",
+        "label-prefix-without-label",
+        "source-label-in-to-expression",
+        "unknown-clusterlink-domain",
+        "privileged-policy",
+    ],
+)
+def test_selector_keys_must_be_attributes_of_their_side(text, field, words):
+    with pytest.raises(ValidationError) as caught:
+        parse_documents(text)
+
+    message = str(caught.value)
+    assert caught.value.field == field
+    assert message.startswith("document 1 (") and f"): {field}: {words}" in message
+    assert "\n" not in message and "(got " not in message
+
+
+def test_attributes_of_their_own_side_and_user_keys_are_accepted():
+    text = replace(
+        replace(
+            SELECTOR,
+            "FROM",
+            "{workloadSelector: {matchLabels: {peer.clusterlink.net/labels.region: eu, "
+            "client.clusterlink.net/service-account: web, app: shop}}}",
+        ),
+        TO,
+        "to: [{workloadSelector: {matchLabels: {peer.clusterlink.net/name: b}, "
+        "matchExpressions: [{key: export.clusterlink.net/labels.tier, operator: Exists}, "
+        "{key: example.com/team, operator: NotIn, values: [x]}]}}]",
+    )
+
+    (policy,) = parse_documents(text)
+
+    assert isinstance(policy, AccessPolicy)

@@ -6,7 +6,8 @@ error instead of a silently ignored setting, and every model is frozen: a resour
 the store can be shared between tasks without anyone changing it behind their back.
 
 What is deliberately *not* here: parsing text, error wording (``documents``), the kind
-registry (``kinds``), and any I/O. ``status`` is accepted on input so that the output of
+registry (``kinds``), the attribute keys a policy selector may use (``policy.attributes``, their
+one home; pure code like this), and any I/O. ``status`` is accepted on input so that the output of
 ``get -o yaml`` can be applied again, but only the gateway writes it; the store drops the status
 of applied documents.
 
@@ -21,6 +22,8 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+from pydantic_core import ValidationError as PydanticValidationError
 
 from clusterlink.api.names import (
     HostField,
@@ -30,6 +33,7 @@ from clusterlink.api.names import (
     PeerNameField,
     ResourceName,
 )
+from clusterlink.policy import Side, key_problem
 
 __all__ = [
     "API_VERSION",
@@ -262,6 +266,39 @@ class AccessPolicySpec(_Model):
     action: Action
     from_: list[WorkloadSetOrSelector] = Field(alias="from", min_length=1)
     to: list[WorkloadSetOrSelector] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _keys_are_attributes_of_their_side(self) -> AccessPolicySpec:
+        """A ClusterLink key that the side does not carry (misspelt, or the other side's)
+        would make the selector silently never match; refuse it, naming the exact field.
+
+        The error is raised as pydantic's own, with the location below ``spec``, so that
+        pydantic prefixes the rest of the path as for any other field.
+        """
+        for wire, side, items in (
+            ("from", Side.SOURCE, self.from_),
+            ("to", Side.DESTINATION, self.to),
+        ):
+            for index, item in enumerate(items):
+                selector = item.workload_selector
+                where: tuple[str | int, ...] = (wire, index, "workloadSelector")
+                for key in selector.match_labels:
+                    _refuse_key(key, side, (*where, "matchLabels"), selector.match_labels)
+                for number, expression in enumerate(selector.match_expressions):
+                    at = (*where, "matchExpressions", number, "key")
+                    _refuse_key(expression.key, side, at, expression.model_dump(by_alias=True))
+        return self
+
+
+def _refuse_key(key: str, side: Side, loc: tuple[str | int, ...], given: object) -> None:
+    problem = key_problem(key, side)
+    if problem is None:
+        return
+    # ``given`` is the mapping that holds the key: the problem already quotes the key itself.
+    error = PydanticCustomError("attribute_key", "{problem}", {"problem": problem})
+    raise PydanticValidationError.from_exception_data(
+        "AccessPolicySpec", [{"type": error, "loc": loc, "input": given}]
+    )
 
 
 class AccessPolicy(Resource):

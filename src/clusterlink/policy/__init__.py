@@ -12,6 +12,7 @@ convert AccessPolicy / PrivilegedAccessPolicy resources into ``Policy`` values, 
 """
 
 from .attributes import (
+    ATTRIBUTE_DOMAIN,
     CLIENT_IP,
     CLIENT_LABELS_PREFIX,
     CLIENT_NAMESPACE,
@@ -21,8 +22,11 @@ from .attributes import (
     EXPORT_NAMESPACE,
     PEER_LABELS_PREFIX,
     PEER_NAME,
+    SIDES,
     Attributes,
+    Side,
     destination_attributes,
+    key_problem,
     source_attributes,
 )
 from .decisions import DEFAULT_DENY, Action, Decision
@@ -31,6 +35,7 @@ from .policyset import PolicySet
 from .selectors import Operator, Requirement, Selector
 
 __all__ = [
+    "ATTRIBUTE_DOMAIN",
     "CLIENT_IP",
     "CLIENT_LABELS_PREFIX",
     "CLIENT_NAMESPACE",
@@ -41,6 +46,7 @@ __all__ = [
     "EXPORT_NAMESPACE",
     "PEER_LABELS_PREFIX",
     "PEER_NAME",
+    "SIDES",
     "Action",
     "Attributes",
     "Decision",
@@ -49,6 +55,8 @@ __all__ = [
     "PolicySet",
     "Requirement",
     "Selector",
+    "Side",
     "destination_attributes",
+    "key_problem",
     "source_attributes",
 ]

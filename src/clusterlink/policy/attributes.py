@@ -13,13 +13,22 @@ Invariants:
   selector on an unknown client key sees it as absent, never as an empty string.
 - Label maps become one key per label under a fixed prefix, so a user label can never
   overwrite a fixed key such as ``peer.clusterlink.net/name``.
+- ``SIDES`` says, for every key and label prefix, on which side it appears: the builders
+  below put nothing else on either side. A selector on a key under ``clusterlink.net`` that
+  is not one of them, or on the other side's key, could never match, and silently so (a
+  misspelt ``peer.clusterlink.net/nmae`` in an allow policy allows nothing; in a deny policy
+  with ``NotIn`` it denies everything): ``key_problem`` says why such a key is refused.
+  Keys outside ``clusterlink.net`` are the user's own and not judged here.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
+from typing import Final
 
 __all__ = [
+    "ATTRIBUTE_DOMAIN",
     "CLIENT_IP",
     "CLIENT_LABELS_PREFIX",
     "CLIENT_NAMESPACE",
@@ -29,8 +38,11 @@ __all__ = [
     "EXPORT_NAMESPACE",
     "PEER_LABELS_PREFIX",
     "PEER_NAME",
+    "SIDES",
     "Attributes",
+    "Side",
     "destination_attributes",
+    "key_problem",
     "source_attributes",
 ]
 
@@ -48,6 +60,63 @@ CLIENT_IP = "client.clusterlink.net/ip"
 EXPORT_NAME = "export.clusterlink.net/name"
 EXPORT_NAMESPACE = "export.clusterlink.net/namespace"
 EXPORT_LABELS_PREFIX = "export.clusterlink.net/labels."
+
+# Every attribute key is in this DNS domain (a key's prefix before '/' is it or ends in it).
+ATTRIBUTE_DOMAIN = "clusterlink.net"
+
+
+class Side(enum.StrEnum):
+    """The end of a connection an attribute describes: ``from`` selectors see the source,
+    ``to`` selectors the destination."""
+
+    SOURCE = "source"
+    DESTINATION = "destination"
+
+
+_BOTH = frozenset(Side)
+# Key (or label prefix, ending in '.') -> the sides that carry it; the order is the order
+# in which messages list them.
+SIDES: Final[Mapping[str, frozenset[Side]]] = {
+    PEER_NAME: _BOTH,
+    PEER_LABELS_PREFIX: _BOTH,
+    CLIENT_NAMESPACE: frozenset({Side.SOURCE}),
+    CLIENT_SERVICE_ACCOUNT: frozenset({Side.SOURCE}),
+    CLIENT_LABELS_PREFIX: frozenset({Side.SOURCE}),
+    CLIENT_IP: frozenset({Side.SOURCE}),
+    EXPORT_NAME: frozenset({Side.DESTINATION}),
+    EXPORT_NAMESPACE: frozenset({Side.DESTINATION}),
+    EXPORT_LABELS_PREFIX: frozenset({Side.DESTINATION}),
+}
+
+
+def key_problem(key: str, side: Side) -> str | None:
+    """Why a selector on ``side`` cannot use ``key`` (one phrase naming the key and the keys
+    that side knows), or None if it can."""
+    prefix, slash, _ = key.partition("/")
+    if not slash or not (prefix == ATTRIBUTE_DOMAIN or prefix.endswith("." + ATTRIBUTE_DOMAIN)):
+        return None  # the user's own key
+    sides = _sides_of(key)
+    if side in sides:
+        return None
+    known = f"known {side} attributes: {_listing(side)}"
+    if not sides:
+        return f"{key!r} is not a ClusterLink attribute ({known})"
+    (other,) = sides
+    return f"{key!r} is a {other} attribute, not a {side} one ({known})"
+
+
+def _sides_of(key: str) -> frozenset[Side]:
+    for known, sides in SIDES.items():
+        is_prefix = known.endswith(".")
+        if (key.startswith(known) and len(key) > len(known)) if is_prefix else key == known:
+            return sides
+    return frozenset()
+
+
+def _listing(side: Side) -> str:
+    return ", ".join(
+        f"{key}<k>" if key.endswith(".") else key for key, sides in SIDES.items() if side in sides
+    )
 
 
 def source_attributes(
