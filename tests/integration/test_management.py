@@ -6,9 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.conftest import Link, StartService
-from tests.integration.documents import access_policy, export, selector, yaml_stream
+from tests.integration.documents import (
+    access_policy,
+    export,
+    import_from,
+    peer,
+    selector,
+    yaml_stream,
+)
 from tests.integration.services import echo
 from tests.integration.waiting import wait_until
 
@@ -99,3 +107,41 @@ def test_a_policy_on_a_misspelt_clusterlink_key_is_refused_and_not_stored(
     ) in done.stderr, done
     stored = link.source.cl("get", "accesspolicy", "typo", "-n", ns)
     assert (stored.rc, stored.stderr) == (1, f"error: accesspolicy {ns}/typo not found\n")
+
+
+def test_an_import_from_a_missing_peer_says_so_in_its_status_until_the_peer_exists(
+    link: Link,
+) -> None:
+    ns, gateway, ghost = link.namespace, link.source, "not-yet-a-peer"
+    gateway.apply(import_from("web", ns, peers=[link.target.name, ghost]))
+
+    try:
+        conditions = gateway.get("import", "web", ns)["status"]["conditions"]
+        as_yaml = yaml.safe_load(gateway.cl("get", "import", "web", "-n", ns, "-o", "yaml").stdout)
+        table = gateway.cl("status").expect_ok().stdout
+        gateway.apply(peer(ghost, link.target.listen))
+
+        def cleared() -> dict[str, Any] | None:
+            (condition,) = gateway.get("import", "web", ns)["status"]["conditions"]
+            return condition if condition["status"] == "True" else None
+
+        after = wait_until(cleared, what=f"ImportSourcesValid turns True once Peer {ghost} exists")
+        table_after = gateway.cl("status").expect_ok().stdout
+    finally:
+        gateway.delete("import", "web", ns)
+        gateway.cl("delete", "peer", ghost)
+
+    (condition,) = conditions
+    assert {k: condition[k] for k in ("type", "status", "reason", "message")} == {
+        "type": "ImportSourcesValid",
+        "status": "False",
+        "reason": "PeerNotFound",
+        "message": f"source {ghost}: no Peer named {ghost}",
+    }
+    assert condition["lastTransitionTime"].endswith("Z")
+    assert as_yaml["status"]["conditions"] == conditions
+    (row,) = [line for line in table.splitlines() if line.startswith(f"{ns} ")]
+    assert row.endswith(f"  source {ghost}: no Peer named {ghost}"), table
+    assert after["reason"] == "PeersFound"
+    (row,) = [line for line in table_after.splitlines() if line.startswith(f"{ns} ")]
+    assert row.endswith("  -") and "no Peer" not in row, table_after

@@ -108,7 +108,7 @@ def test_output_keys_are_in_wire_order_camel_case_without_nulls():
     data = to_dict(one(IMPORT + "status: {listen: '127.0.0.1:4000'}\n"))
     assert list(data) == ["apiVersion", "kind", "metadata", "spec", "status"]
     assert list(data["spec"]) == ["port", "sources", "lbScheme"]
-    assert data["status"] == {"listen": "127.0.0.1:4000", "sources": []}
+    assert data["status"] == {"listen": "127.0.0.1:4000", "sources": [], "conditions": []}
     assert "status" not in to_dict(one(IMPORT), include_status=True)
 
 

@@ -101,11 +101,35 @@ def lines(text: str) -> list[list[str]]:
 def test_import_table_has_one_row_per_import_with_every_source() -> None:
     text = render_text(resource_table("Import", [IMPORT]))
 
-    assert lines(text)[0] == ["NAMESPACE", "NAME", "PORT", "LISTEN", "SOURCES", "LB"]
+    assert lines(text)[0] == ["NAMESPACE", "NAME", "PORT", "LISTEN", "SOURCES", "LB", "REASON"]
     row = text.splitlines()[1]
     assert row.split()[:4] == ["default", "echo", "0", "127.0.0.1:40111"]
     assert "b:default/echo, a-peer-with-a-rather-long-name.example.com:" in row
-    assert row.endswith("team-with-a-long-namespace/echo-service-v2  round-robin")
+    assert row.endswith("team-with-a-long-namespace/echo-service-v2  round-robin  -")
+
+
+def test_import_reason_is_the_message_of_each_condition_that_does_not_hold() -> None:
+    holds = {"type": "Ok", "status": "True", "reason": "Fine", "message": "all good"}
+    fails = {
+        "type": "ImportSourcesValid",
+        "status": "False",
+        "reason": "PeerNotFound",
+        "message": "source x: no Peer named x",
+    }
+    imp = {**IMPORT, "status": {"listen": None, "conditions": [holds, fails]}}
+
+    heading, status_table = status_sections(
+        {"imports": [{**STATUS["imports"][0], "conditions": [holds, fails]}]}
+    )[-1]
+    assert heading == "IMPORTS (1)" and status_table is not None
+    rows = {
+        "get": render_text(resource_table("Import", [imp])).splitlines()[1],
+        "status": render_text(status_table).splitlines()[1],
+    }
+
+    for view, row in rows.items():
+        assert row.endswith("  source x: no Peer named x"), view
+        assert "all good" not in row, view
 
 
 def test_piped_table_is_never_wrapped_or_cut_and_has_no_trailing_blanks() -> None:
@@ -157,7 +181,9 @@ def test_status_sections_cover_gateway_peers_exports_and_imports() -> None:
     assert ["labels", "site=lab"] in lines(text)
     assert ["uptime", "12s"] in lines(text) or ["uptime", "13s"] in lines(text)
     assert ["b", "127.0.0.1:9443", "no", "-", "0.8ms", "5", "heartbeats", "failed"] in lines(text)
-    assert ["default", "echo", "0", "127.0.0.1:40111", "b:default/echo", "static"] in lines(text)
+    assert ["default", "echo", "0", "127.0.0.1:40111", "b:default/echo", "static", "-"] in (
+        lines(text)
+    )
 
 
 def test_tables_on_a_terminal_fold_long_cells_instead_of_cutting_them() -> None:

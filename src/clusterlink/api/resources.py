@@ -42,6 +42,7 @@ __all__ = [
     "AccessPolicySpec",
     "Action",
     "ClusterObjectMeta",
+    "Condition",
     "EmptyStatus",
     "Export",
     "ExportSpec",
@@ -195,9 +196,21 @@ class ImportSourceStatus(ImportSource):
     last_error: str | None = None
 
 
+class Condition(_Model):
+    """One aspect of a resource's state, shaped as Kubernetes' ``metav1.Condition`` so that
+    tools reading conditions (``kubectl wait --for=condition=...``) read ours too."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str  # CamelCase, for programs
+    message: str = ""  # for people
+    last_transition_time: str  # when ``status`` last changed (RFC 3339, UTC)
+
+
 class ImportStatus(_Model):
     listen: str | None = None  # the bound "host:port"
     sources: list[ImportSourceStatus] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
 
 
 class Import(Resource):

@@ -111,6 +111,17 @@ def _gateways(doc: Document) -> str:
     )
 
 
+def _unmet(conditions: object) -> str:
+    """The messages of the conditions that do not hold: why an Import may not work."""
+    if not isinstance(conditions, list):
+        return "-"
+    return "; ".join(
+        str(c.get("message") or c.get("reason"))
+        for c in conditions
+        if isinstance(c, dict) and c.get("status") != "True"
+    )
+
+
 def _rtt(value: object) -> str:
     return f"{value:.1f}ms" if isinstance(value, int | float) else "-"
 
@@ -141,6 +152,7 @@ _RESOURCE_COLUMNS: dict[str, list[Column]] = {
         ("LISTEN", _field("status.listen")),
         ("SOURCES", lambda d: _sources(_at(d, "spec.sources"))),
         ("LB", _field("spec.lbScheme")),
+        ("REASON", lambda d: _unmet(_at(d, "status.conditions"))),
     ],
     "AccessPolicy": [_NAMESPACE, _NAME, *_POLICY],
     "PrivilegedAccessPolicy": [_NAME, *_POLICY],
@@ -169,6 +181,7 @@ _STATUS_COLUMNS: dict[str, list[Column]] = {
         ("LISTEN", _field("listen")),
         ("SOURCES", lambda row: _sources(row.get("sources"))),
         ("LB", _field("lbScheme")),
+        ("REASON", lambda row: _unmet(row.get("conditions"))),
     ],
 }
 

@@ -15,7 +15,7 @@ unknown routes and methods too; a ``ClusterLinkError`` is mapped in one place (`
 anything else is a bug and answers ``500`` with a log line. Requests are checked by
 ``admin_input`` before anything acts on them. Documents leave with their *runtime* status
 merged in: a Peer's reachability from the heartbeats, an Import's listening address from the
-data plane.
+data plane and its conditions (``import_conditions``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from clusterlink.controlplane.admin_input import (
 from clusterlink.controlplane.catalog import Catalog
 from clusterlink.controlplane.health import PeerHealth
 from clusterlink.controlplane.http_serving import serve_app
+from clusterlink.controlplane.import_conditions import ImportConditions
 from clusterlink.controlplane.openapi import openapi_document
 from clusterlink.controlplane.refusals import RefusalLog, describe_handshake_failure
 from clusterlink.controlplane.resources import ResourceService
@@ -126,6 +127,7 @@ class AdminServer:
         self.close_revoked_tunnels = close_revoked_tunnels
         self.handshake_timeout_s = handshake_timeout_s
         self.refusals = RefusalLog(log)
+        self.import_conditions = ImportConditions()
         self._runner: web.AppRunner | None = None
         self.app = web.Application(
             middlewares=[self._errors, self._authenticate], client_max_size=MAX_BODY_BYTES
@@ -143,6 +145,9 @@ class AdminServer:
         )
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
+        self.import_conditions.update(self.catalog.snapshot)
+        self.catalog.subscribe(lambda _old, new: self.import_conditions.update(new))
+
         def site(runner: web.BaseRunner, sock: socket.socket) -> web.BaseSite:
             return _MutualTLSSite(runner, sock, self._accept)
 
@@ -253,6 +258,7 @@ class AdminServer:
                 "listen": self.resources.binder.listen_address((ns, name)),
                 "lbScheme": i.spec.lb_scheme,
                 "sources": [s.model_dump(by_alias=True) for s in i.spec.sources],
+                "conditions": self.import_conditions.of((ns, name)),
             }
             for (ns, name), i in snapshot.imports.items()
         ]
@@ -322,7 +328,10 @@ class AdminServer:
                 for s in resource.spec.sources
             ]
             listen = self.resources.binder.listen_address(key)
-            resource = with_status(resource, {"listen": listen, "sources": sources})
+            conditions = self.import_conditions.of(key)
+            resource = with_status(
+                resource, {"listen": listen, "sources": sources, "conditions": conditions}
+            )
         return to_dict(resource)
 
 
