@@ -387,3 +387,28 @@ def test_tcp_reset_reaches_the_application_as_a_reset(run: Run, fabric: Fabric) 
         assert await pair.server.wait_lost() is None  # the side that aborted: no error
 
     run(scenario())
+
+
+def test_close_with_the_peer_still_writing_delivers_everything_queued(
+    run: Run, fabric: Fabric
+) -> None:
+    """We close (close_notify, nothing more to say) while much of our stream still waits in
+    the socket buffers for a slow reader, and the peer writes to us meanwhile (a multiplexed
+    connection's window updates, say). A socket closed with unread input answers with a RST,
+    and the kernel then drops every byte of ours it still queued: the peer must instead get
+    all of them and a clean end."""
+
+    async def scenario() -> None:
+        pair = await tls_pair(fabric, Endpoint(paused=True), Endpoint())
+        data = pattern(8 * 1024 * 1024, 8)
+        pair.server.transport.write(data)  # more than the socket buffers take: most waits
+        pair.server.transport.close()  # the rest is still queued
+        await pair.client.send(b"window update")  # reaches a side that is done reading
+
+        pair.client.release()
+        assert await pair.client.read_to_eof() == data
+        assert await pair.server.wait_lost() is None
+        pair.client.transport.close()
+        assert await pair.client.wait_lost() is None
+
+    run(scenario())

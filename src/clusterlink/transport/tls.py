@@ -20,6 +20,8 @@ Invariants:
   ``connection_lost(ConnectionResetError)``, never a clean EOF.
 - Nothing here logs or decides policy; callers read the verified peer certificate with
   ``get_extra_info("peercert")``.
+- ``close()`` is graceful: close_notify, then FIN, then input is read and dropped until the
+  peer closes too (see ``_linger``), so that our last bytes are never lost to a RST.
 - A finished connection is freed by reference counting, not left to the cycle collector: the
   layer holds its transport weakly and lets go of the app once the connection is lost. (Left
   to the collector, hundreds of finished tunnels, each with its BIO buffers of up to a few
@@ -28,11 +30,14 @@ Invariants:
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
 import contextlib
+import fcntl
 import socket
 import ssl
+import termios
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, cast
@@ -50,6 +55,15 @@ _LOST = asyncio.Protocol()
 # enough: the loop reads into it and calls ``buffer_updated`` at once, which copies the bytes
 # into the layer's BIO before anything else can run.
 _READ_BUFFER = memoryview(bytearray(256 * 1024))
+
+
+# A closed connection waits for the peer's own close while its last bytes still move towards
+# the peer: it closes anyway once the peer has taken them all, or they did not move for
+# _LINGER_STALL_S. It looks at growing intervals, from _LINGER_FIRST_CHECK_S (a peer on
+# the same host has taken everything within a millisecond) to _LINGER_MAX_CHECK_S.
+_LINGER_STALL_S = 5.0
+_LINGER_FIRST_CHECK_S = 0.001
+_LINGER_MAX_CHECK_S = 0.5
 
 
 def _dead_ref() -> None:
@@ -154,6 +168,11 @@ class TLSLayer(asyncio.BufferedProtocol):
         self._peer_fin = False  # TCP EOF received (the BIO is not marked: see eof_received)
         self._is_closing = False
         self._closed_locally = False
+        self._lingering = False  # closed by us, waiting for the peer's close (``_linger``)
+        self._linger_unsent = -1  # bytes not yet taken by the peer at the last check
+        self._linger_moved_at = 0.0  # when that number last went down
+        self._linger_check_s = _LINGER_FIRST_CHECK_S
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._error: Exception | None = None  # a TLS error that ended the connection
         # Plaintext taken out of OpenSSL before our close_notify (see _send_close_notify),
         # delivered before anything decrypted after it.
@@ -190,6 +209,8 @@ class TLSLayer(asyncio.BufferedProtocol):
         self.data_received(_READ_BUFFER[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
+        if self._lingering:
+            return  # closed by us: read only so that unread input cannot turn into a RST
         self._incoming.write(data)
         if self._is_handshaken:
             if not self.reading_paused:
@@ -198,6 +219,8 @@ class TLSLayer(asyncio.BufferedProtocol):
             self._do_handshake()
 
     def eof_received(self) -> bool:
+        if self._lingering:
+            return False  # the peer closed too: the socket closes once our bytes are out
         if not self._is_handshaken:
             self._fail_handshake(ConnectionResetError("connection closed during TLS handshake"))
             return False
@@ -213,6 +236,9 @@ class TLSLayer(asyncio.BufferedProtocol):
         self._is_closing = True
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         if not self._is_handshaken:
             self._fail_handshake(exc or ConnectionResetError("connection closed during handshake"))
             return
@@ -406,7 +432,7 @@ class TLSLayer(asyncio.BufferedProtocol):
     # -- control ----------------------------------------------------------------------------
 
     def pause_reading(self) -> None:
-        if not self.reading_paused:
+        if not self.reading_paused and not self._lingering:
             self.reading_paused = True
             if self.raw is not None and not self.raw.is_closing():
                 self.raw.pause_reading()
@@ -426,7 +452,46 @@ class TLSLayer(asyncio.BufferedProtocol):
             self._eof_sent = True
             self._send_close_notify()
         self._is_closing = self._closed_locally = True
-        self.raw.close()
+        if self._is_handshaken and not self._peer_fin and not self.raw.is_closing():
+            self._linger()
+        else:
+            self.raw.close()
+
+    def _linger(self) -> None:
+        """End our side (FIN after the buffered bytes) and keep reading, dropping the input,
+        until the peer closes as well.
+
+        Why not just close the socket: a socket closed with input it has not read answers
+        with a RST, and on a RST the kernel drops every byte of ours still queued for the
+        peer. The peer may well be writing when we close: a multiplexed connection's window
+        updates, a heartbeat, the tail of a stream we no longer care about. Without the
+        lingering, a slow reader would lose the end of what we sent. Once the peer has taken
+        all our bytes a RST costs nothing (what a kernel received stays readable), so the
+        wait ends then, or when the bytes stopped moving for ``_LINGER_STALL_S``.
+        """
+        try:
+            self.raw.write_eof()
+        except OSError:  # the connection is gone already (the peer reset it): nothing to keep
+            self.raw.close()
+            return
+        self._lingering = True
+        self._linger_moved_at = self._loop.time()
+        if self.reading_paused:
+            self.reading_paused = False
+            self.raw.resume_reading()
+        self._linger_timer = self._loop.call_later(self._linger_check_s, self._check_linger)
+
+    def _check_linger(self) -> None:
+        self._linger_timer = None
+        unsent = self.raw.get_write_buffer_size() + _kernel_unsent(self.raw)
+        now = self._loop.time()
+        if unsent and (self._linger_unsent < 0 or unsent < self._linger_unsent):
+            self._linger_unsent, self._linger_moved_at = unsent, now
+        if not unsent or now - self._linger_moved_at >= _LINGER_STALL_S:
+            self.raw.close()
+            return
+        self._linger_check_s = min(self._linger_check_s * 2, _LINGER_MAX_CHECK_S)
+        self._linger_timer = self._loop.call_later(self._linger_check_s, self._check_linger)
 
     def abort(self) -> None:
         self._is_closing = self._closed_locally = True
@@ -445,3 +510,17 @@ class TLSLayer(asyncio.BufferedProtocol):
         if name == "sslcontext":
             return self._ssl.context
         return self.raw.get_extra_info(name, default) if self.raw is not None else default
+
+
+def _kernel_unsent(transport: asyncio.Transport) -> int:
+    """Bytes written to the socket that the peer has not acknowledged yet (Linux ``SIOCOUTQ``);
+    0 where that cannot be read."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    out = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, out, True)
+    except (OSError, ValueError):
+        return 0
+    return out[0]
