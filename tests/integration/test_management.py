@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import Link, StartService
+from tests.integration.conftest import Link, StartGateway, StartService
 from tests.integration.documents import (
     access_policy,
     export,
@@ -145,3 +145,26 @@ def test_an_import_from_a_missing_peer_says_so_in_its_status_until_the_peer_exis
     assert after["reason"] == "PeersFound"
     (row,) = [line for line in table_after.splitlines() if line.startswith(f"{ns} ")]
     assert row.endswith("  -") and "no Peer" not in row, table_after
+
+
+def test_status_says_a_peer_pointed_at_an_admin_port_needs_the_listen_port(
+    start_gateway: StartGateway,
+) -> None:
+    """The usual slip: `create peer --port` given the other gateway's --admin-listen port."""
+    here, there = start_gateway("here"), start_gateway("there")
+    admin = "{}:{}".format(*there.admin)
+    here.cl(
+        "create", "peer", "--name", "there", "--host", there.admin[0], "--port", str(there.admin[1])
+    ).expect_ok()
+
+    def reason() -> str | None:
+        (entry,) = here.cl("status", "-o", "json").json()["peers"]
+        shown = str(entry.get("reason"))
+        return shown if admin in shown else None
+
+    said = wait_until(reason, what="status names the admin port as the Peer's problem")
+    table = here.cl("status").expect_ok().stdout
+
+    hint = f"{admin} is an admin API port, not a peer listener: use the port of the peer's --listen"
+    assert said == hint
+    assert hint in table

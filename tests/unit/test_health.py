@@ -11,17 +11,19 @@ answered ones, and a gateway with the wrong certificate.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from clusterlink.api import Gateway, Peer, resource_from_dict, to_dict, with_status
+from clusterlink.certs import admin_server_context
 from clusterlink.controlplane.authz import LocalPeer
 from clusterlink.controlplane.catalog import Catalog
 from clusterlink.controlplane.health import HealthSettings, PeerHealth, PeerState, Reachability
@@ -31,10 +33,13 @@ from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import Health
 from clusterlink.store import SQLiteStore
+from clusterlink.transport.tls import TLSLayer
 from tests.unit._net import (
     LOCALHOST,
     Fabric,
     fabric_fixture,  # noqa: F401 -- a fixture, requested by name
+    listen,
+    tls_server_factory,
     until,
 )
 
@@ -419,3 +424,67 @@ async def test_a_peer_whose_every_gateway_missed_the_latest_beat_is_silent_and_r
         await until(lambda: watcher.health.is_silent("b"))
         assert ("b", mute_port) in watcher.silent
         assert not watcher.health.is_unreachable("b")  # silent comes first, at the first miss
+
+
+# -- what a failed beat says ----------------------------------------------------------------------
+
+
+class Refusing(asyncio.Protocol):
+    """Answers any request with ``status`` and a ``{reason, message}`` body, as our listeners
+    (peer or admin) word a refusal."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        body = json.dumps({"reason": reason, "message": message}).encode()
+        self.answer = (
+            f"HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(self.answer)
+
+
+async def reason_for(watcher: Watcher, context: ssl.SSLContext, answer: Refusing) -> str:
+    """The status reason of peer "b" when its one gateway is a TLS server with ``context``
+    whose app answers ``answer``."""
+    layers: list[TLSLayer] = []
+    server, port = await listen(tls_server_factory(context, lambda: answer, layers))
+    try:
+        watcher.health.sync({"b": peer("b", port)})
+        await until(lambda: bool(watcher.changes))
+        status = watcher.health.status_of("b")
+        assert status is not None
+        return str(status["reason"])
+    finally:
+        server.close()
+        for layer in layers:
+            layer.abort()
+
+
+async def test_a_refused_heartbeat_reads_as_a_sentence_not_an_object(
+    fabric: Fabric, watcher: Watcher
+) -> None:
+    reason = await reason_for(watcher, fabric.server(), Refusing(503, "overloaded", "too busy"))
+
+    assert reason.startswith(f"peer b gateway at {LOCALHOST}:")
+    assert reason.endswith(" answered the heartbeat with 503 overloaded: too busy")
+    assert "Verdict" not in reason and "=" not in reason
+
+
+async def test_a_peer_pointed_at_an_admin_port_is_told_to_use_the_peer_listener(
+    fabric: Fabric, watcher: Watcher
+) -> None:
+    refusal = Refusing(403, "forbidden", "a certificate cannot administer peer 'b'")
+
+    reason = await reason_for(watcher, admin_server_context(fabric.b), refusal)
+
+    assert reason.endswith(
+        " is an admin API port, not a peer listener: use the port of the peer's --listen"
+    )
+    assert reason.startswith(f"{LOCALHOST}:")
+    assert "administer" not in reason  # told before any request is sent

@@ -36,7 +36,7 @@ from typing import cast
 from clusterlink.api import Gateway, Peer
 from clusterlink.errors import ClusterLinkError, PeerUnreachable, ProtocolError
 from clusterlink.metrics import PeerSample
-from clusterlink.protocol import NEED_DATA, Health, PeerClientConnection
+from clusterlink.protocol import ALPN_PROTOCOL, NEED_DATA, Health, PeerClientConnection
 from clusterlink.transport.dial import dial_tls, format_address
 
 __all__ = ["HealthSettings", "PeerHealth", "PeerState", "Reachability"]
@@ -108,8 +108,9 @@ class PeerState:
 class _HealthChannel(asyncio.Protocol):
     """A kept-open heartbeat connection to one gateway of a peer."""
 
-    def __init__(self, peer: str, generation: int) -> None:
+    def __init__(self, peer: str, generation: int, what: str) -> None:
         self.conn = PeerClientConnection(peer)
+        self.what = what  # "peer P gateway at H:P", for errors
         self.transport: asyncio.Transport | None = None
         self.answer: asyncio.Future[Health] | None = None
         self.is_open = True
@@ -131,8 +132,13 @@ class _HealthChannel(asyncio.Protocol):
             return
         if isinstance(event, Health):
             self.answer.set_result(event)
-        else:
-            self.answer.set_exception(ProtocolError(f"unexpected answer to a heartbeat: {event}"))
+        else:  # a refusal: say it as a sentence, never as the event's repr
+            self.answer.set_exception(
+                PeerUnreachable(
+                    f"{self.what} answered the heartbeat with {event.status} {event.reason}: "
+                    f"{event.message}"
+                )
+            )
 
     def eof_received(self) -> bool:
         return False
@@ -306,6 +312,7 @@ class PeerHealth:
     ) -> Health:
         timeout_s = self.settings.timeout_s
         what = f"peer {peer} gateway"
+        where = format_address((gateway.host, gateway.port))
         channel = channels.get(gateway)
         try:
             async with asyncio.timeout(timeout_s):
@@ -317,8 +324,10 @@ class PeerHealth:
                 ):
                     if channel is not None:
                         channel.close()
-                    channel = channels[gateway] = _HealthChannel(peer, self._generation)
-                    await dial_tls(
+                    channel = channels[gateway] = _HealthChannel(
+                        peer, self._generation, f"{what} at {where}"
+                    )
+                    layer = await dial_tls(
                         (gateway.host, gateway.port),
                         channel,
                         context=self._context(),
@@ -327,13 +336,13 @@ class PeerHealth:
                         handshake_timeout_s=timeout_s,
                         what=what,
                     )
+                    _expect_peer_listener(layer.get_extra_info("alpn_protocol"), where)
                 return await channel.beat()
         except BaseException as exc:
             if channel is not None:
                 channel.close()  # an unanswered beat leaves the channel unusable
             channels.pop(gateway, None)
             if isinstance(exc, TimeoutError):
-                where = format_address((gateway.host, gateway.port))
                 raise PeerUnreachable(
                     f"{what} at {where}: no answer within {timeout_s:g}s"
                 ) from None
@@ -379,3 +388,21 @@ class PeerHealth:
             log.warning("peer %s is now %s: %s", peer, word, reason)
             if self._on_change is not None:
                 self._on_change(peer, state)
+
+
+def _expect_peer_listener(alpn: str | None, where: str) -> None:
+    """A peer's address must be its peer listener (``--listen``), and the usual mistake is the
+    other gateway's ``--admin-listen`` port, which says nothing helpful by itself (its answer
+    to the heartbeat is a 403 about admin certificates).
+
+    Told apart at the handshake: a peer listener always selects the ALPN protocol the
+    heartbeat offers (``clusterlink/1``), while the admin API selects none. Nothing else can
+    get this far: the certificate has already verified as the peer's, issued by the fabric,
+    and the gateway's only other TLS listener is the admin API. Checked before any request,
+    so the other gateway does not log an admin refusal at every beat.
+    """
+    if alpn != ALPN_PROTOCOL:
+        raise PeerUnreachable(
+            f"{where} is an admin API port, not a peer listener: use the port of the "
+            "peer's --listen"
+        )
