@@ -265,6 +265,23 @@ def test_a_bad_request_gets_its_status_and_a_log_line(
     serves(echo_import)
 
 
+def test_a_refused_connect_with_bytes_behind_it_gets_its_answer_and_a_clean_end(
+    pair: Pair, link: Link, a_dir: Path
+) -> None:
+    """The caller sends tunnel bytes right behind its CONNECT (a pipelining client), and the
+    target refuses: those bytes are never read. Closing a socket with unread input answers
+    with a RST, which may destroy the refusal on its way; the caller must read the 404 and
+    then a clean end (close_notify), not a reset."""
+    head = f"CONNECT {link.namespace}/nosuch HTTP/1.1\r\nhost: b\r\n\r\n".encode()
+    with tls(pair.target.listen, a_dir, BASIC_ALPN) as conn:
+        conn.sendall(head + os.urandom(MIB))
+        answer = ending(conn, wait_s=BOUND_S)
+
+    assert answer.received.startswith(b"HTTP/1.1 404 "), answer.received[:200]
+    assert b'"reason":"not-found"' in answer.received.replace(b" ", b"")
+    assert answer.end == "eof"
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.binary(min_size=1, max_size=300)

@@ -784,6 +784,52 @@ def test_a_drained_session_takes_no_new_stream_lets_open_ones_finish_then_closes
     run(scenario())
 
 
+def test_one_write_of_several_frames_worth_is_sent_whole(run: Run, fabric: Fabric) -> None:
+    """A DATA frame carries at most 1 MiB: a bigger single write must go out as several,
+    not stall after the first one with the rest held."""
+
+    async def scenario() -> None:
+        link = await mux_link(fabric, server=MuxSettings(stream_window_bytes=64 * 1024 * 1024))
+        stream, served = await link.open()
+        server = attach(served, Endpoint())
+        data = pattern(3 * 1024 * 1024 + 5, 10)
+        stream.write(data)
+        stream.write_eof()
+        assert await server.read_to_eof() == data
+
+    run(scenario())
+
+
+def test_a_drained_session_closing_after_its_last_stream_delivers_that_streams_tail(
+    run: Run, fabric: Fabric
+) -> None:
+    """The last stream of a retired connection ends while most of its bytes still wait in
+    the socket buffers (the peer reads slowly), and the peer writes to us after we closed
+    (its own GOAWAY here; window updates in real life). Those unread bytes must not turn our
+    close into a RST that destroys the stream's tail: the peer gets every byte and the END."""
+
+    async def scenario() -> None:
+        window = MuxSettings(stream_window_bytes=64 * 1024 * 1024)  # nothing held back
+        link = await mux_link(fabric, server=window)
+        stream, served = await link.open()
+        client, server = attach(stream, Endpoint()), attach(served, Endpoint())
+        served.write_eof()
+        assert await client.read_to_eof() == b""
+        link.client.drain()
+        link.server_layer.pause_reading()  # a slow peer: our bytes back up
+        data = pattern(8 * 1024 * 1024, 9)
+        stream.write(data)
+        stream.write_eof()  # the last stream ends: the drained session closes
+        await until(lambda: not link.client.is_open)
+        link.server.mux.close()  # the peer writes to a connection we are closing
+        link.server.flush()
+
+        link.server_layer.resume_reading()
+        assert await server.read_to_eof() == data
+
+    run(scenario())
+
+
 # -- MuxPool ----------------------------------------------------------------------------------
 
 

@@ -101,11 +101,17 @@ class StreamTransport(asyncio.Transport):
             data = bytes(data)  # its owner may change it after we return
         session = self._session
         if not self._held and not session.is_congested:
-            sent = session.mux.send_data(self.stream_id, data)
+            # One DATA frame carries at most 1 MiB: a bigger write is several frames, as
+            # many as the window takes now (the rest is held for the next window).
+            send_data, sid, total, size = session.mux.send_data, self.stream_id, 0, len(data)
+            while total < size and (
+                sent := send_data(sid, memoryview(data)[total:] if total else data)
+            ):
+                total += sent
             session.flush()
-            if sent == len(data):
+            if total == size:
                 return
-            data = memoryview(data)[sent:]
+            data = memoryview(data)[total:]
         self._held.append(data)
         self._held_bytes += len(data)
         if self._held_bytes > self._high_water or session.is_congested:
