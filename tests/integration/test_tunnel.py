@@ -146,7 +146,10 @@ def _half_close_with_the_reply_backed_up(address: tuple[str, int]) -> Exchange:
         sock.settimeout(10)
         sock.connect(address)
         received = bytearray(sock.recv(1))  # the tunnel is open and the reply on its way
-        time.sleep(0.3)  # the reply backs up towards the service (nothing to poll for)
+        # A slow consumer: it reads nothing for a while, so the reply backs up through the
+        # tunnel towards the service (the gateway's TLS reading pauses, at a point that the
+        # test cannot choose: tests/unit/test_transport_tls.py pins the hard one down).
+        time.sleep(0.3)
         sock.sendall(b"done")
         sock.shutdown(socket.SHUT_WR)
         try:
@@ -162,11 +165,14 @@ def test_client_half_close_while_the_reply_is_backed_up_loses_nothing(
     """Clients let the reply back up through the tunnel, shut their write side, and only then
     read: each gets every byte, then a clean EOF.
 
-    The source gateway's TLS layer then sends close_notify while ciphertext waits unread in
-    its buffer; OpenSSL used to fail the connection there, and most of these clients were
-    reset after their first byte. Several clients, so that one run is a sure test.
+    The source gateway's TLS layer then sends close_notify with its reading paused: unread
+    ciphertext waits in its buffer, and often the plaintext of a half-read record inside
+    OpenSSL, which used to make OpenSSL fail the connection: most of these clients were
+    reset after their first byte. The reply is larger than the socket buffers on the way
+    can hold, so that the gateway must pause, and there are several clients, so that one
+    run is a sure test.
     """
-    reply = os.urandom(4 * MB)
+    reply = os.urandom(16 * MB)
     service = SendThenListen(reply, shut_write=False)
     address = link.open("stream", start_service(service).port, allow=True)
 
