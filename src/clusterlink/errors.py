@@ -12,14 +12,17 @@ from __future__ import annotations
 __all__ = [
     "AdminAPIError",
     "AlreadyExistsError",
-    "AuthorizationDenied",
+    "BadRequest",
     "CertificateError",
     "ClusterLinkError",
     "ConflictError",
+    "LocalProtocolError",
     "NotFoundError",
     "PeerUnreachable",
     "ProtocolError",
+    "RemoteProtocolError",
     "StoreError",
+    "TunnelRefused",
     "ValidationError",
 ]
 
@@ -61,23 +64,53 @@ class PeerUnreachable(ClusterLinkError):
     """A peer gateway could not be reached (connect, TLS handshake or timeout)."""
 
 
-class AuthorizationDenied(ClusterLinkError):
-    """A policy decision denied the connection; ``decided_by`` names the policy."""
+class TunnelRefused(ClusterLinkError):
+    """The target gateway answered a request for a tunnel with a refusal.
 
-    def __init__(self, message: str, *, decided_by: str) -> None:
-        self.decided_by = decided_by
-        super().__init__(message)
+    ``status`` and ``reason`` are its answer's (403 ``denied``, 404 ``not-found``, 502
+    ``unreachable``, 503 ``overloaded``, ...); the message says who answered what.
+    """
+
+    def __init__(self, peer: str, *, status: int, reason: str, message: str) -> None:
+        self.peer = peer
+        self.status = status
+        self.reason = reason
+        super().__init__(f"peer {peer} answered {status} {reason}: {message}")
 
 
 class ProtocolError(ClusterLinkError):
-    """The other side broke the peer protocol; ``status`` is the HTTP status to answer with.
+    """The peer protocol was broken; which side broke it is the subclass.
 
-    ``reason`` is a short machine-readable token (``malformed``, ``denied``, ...).
+    As in h11: ``RemoteProtocolError`` is the other side's fault and is answered (``status``,
+    ``reason``); ``LocalProtocolError`` is ours -- a protocol object driven out of order by
+    our own code -- and is a bug to fix, never something to answer or to blame a peer for.
+    Handlers of bad input catch ``RemoteProtocolError`` only.
     """
 
     def __init__(self, message: str, *, status: int = 400, reason: str = "malformed") -> None:
         self.status = status
         self.reason = reason
+        super().__init__(message)
+
+
+class RemoteProtocolError(ProtocolError):
+    """The other gateway broke the peer protocol; ``status`` is the HTTP status to answer
+    with, ``reason`` a short machine-readable token (``malformed``, ``too-large``, ...)."""
+
+
+class LocalProtocolError(ProtocolError):
+    """Our own code used a protocol object out of order (a bug: never the peer's fault)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=500, reason="internal")
+
+
+class BadRequest(ClusterLinkError):
+    """A request to the admin API is malformed (not the documents in it, which are
+    ``ValidationError``); ``field`` names the part. Answered ``400``."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
         super().__init__(message)
 
 

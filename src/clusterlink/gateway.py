@@ -28,10 +28,12 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from clusterlink import __version__
+from clusterlink.addresses import format_address, parse_address
 from clusterlink.certs import (
     CredentialReloader,
     PeerDir,
@@ -46,12 +48,15 @@ from clusterlink.controlplane.health import HealthSettings, PeerHealth
 from clusterlink.controlplane.metrics_server import MetricsServer
 from clusterlink.controlplane.resources import ResourceService
 from clusterlink.dataplane.connector import PeerConnector
+from clusterlink.dataplane.egress import Egress
 from clusterlink.dataplane.import_listener import ImportListeners
+from clusterlink.dataplane.ingress import Ingress
 from clusterlink.dataplane.limits import Limits
 from clusterlink.dataplane.peer_listener import PEER_ALPN, PeerListener
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError
+from clusterlink.ids import PeerName
 from clusterlink.logs import setup_logging
 from clusterlink.memory import keep_freed_memory_while_busy, return_free_memory_after_tunnels
 from clusterlink.metrics import GatewayMetrics
@@ -59,9 +64,8 @@ from clusterlink.peer_dir_lock import hold_peer_dir
 from clusterlink.protocol import ALPN_PROTOCOL, Health
 from clusterlink.protocol.mux import MUX_ALPN
 from clusterlink.store import SQLiteStore
-from clusterlink.transport.dial import format_address, parse_address
 
-__all__ = ["GatewayConfig", "run_gateway"]
+__all__ = ["DataplaneSettings", "GatewayConfig", "HealthSettings", "run_gateway"]
 
 log = logging.getLogger("clusterlink.gateway")
 
@@ -192,15 +196,17 @@ class Gateway:
         health = PeerHealth(
             context=lambda: self._tls.current.client,
             settings=config.health,
+            local_name=self.local.name,
             on_silent=connector.fail_pending,
         )
         metrics = GatewayMetrics(peers=health.samples)
-        tunnels = TunnelRegistry(idle_timeout_s=settings.idle_timeout_s, metrics=metrics)
+        tunnels = TunnelRegistry(
+            idle_timeout_s=settings.idle_timeout_s, metrics=metrics, catalog=catalog
+        )
         metrics.live_tunnels = tunnels.samples
         limits = Limits(settings, metrics)  # shared: a peer's tunnels count both ways
         metrics.limit_usage = limits.usage
-        imports = ImportListeners(
-            host=config.import_host,
+        egress = Egress(
             catalog=catalog,
             local=self.local,
             peers=health,
@@ -210,15 +216,21 @@ class Gateway:
             limits=limits,
             refuse_grace_s=settings.refuse_grace_s,
         )
+        imports = ImportListeners(host=config.import_host, egress=egress, limits=limits)
         resources = ResourceService(store=store, catalog=catalog, binder=imports)
-        peer_listener = PeerListener(
-            context=lambda: self._tls.current.server,
+        ingress = Ingress(
             catalog=catalog,
             local=self.local,
-            health=self._health_answer,
             tunnels=tunnels,
             settings=settings,
             metrics=metrics,
+            limits=limits,
+        )
+        peer_listener = PeerListener(
+            context=lambda: self._tls.current.server,
+            ingress=ingress,
+            health=partial(self._health_answer, catalog),
+            settings=settings,
             limits=limits,
         )
         admin = AdminServer(
@@ -324,8 +336,11 @@ class Gateway:
         for retire in self._retirers:
             retire()
 
-    def _health_answer(self) -> Health:
-        return Health(self.local.name, self.local.labels, __version__)
+    def _health_answer(self, catalog: Catalog, caller: PeerName) -> Health:
+        """Who we are, and whether ``caller`` is one of our Peers (if not, we refuse its
+        tunnels, and it can say so in its status instead of "heartbeat ok")."""
+        peered = caller in catalog.snapshot.peers
+        return Health(self.local.name, self.local.labels, __version__, peered)
 
     def info(self) -> Mapping[str, Any]:
         return {

@@ -10,8 +10,13 @@ Each gateway has its own ``CollectorRegistry`` (not the process-global one), so 
 several gateways in one process and nothing leaks between them.
 
 Metrics (labels in brackets):
-- ``clusterlink_connections_total`` [direction, resource, peer, outcome]: new connections;
-  direction ``egress`` (resource = the Import) or ``ingress`` (resource = the Export).
+- ``clusterlink_connections_total`` [direction, resource, peer, outcome]: new connections,
+  once each; direction ``egress`` (resource = the Import) or ``ingress`` (resource = the
+  Export). ``peer``: the peer that served the tunnel, or for a refused egress connection the
+  one tried last (empty only when no source could be tried at all).
+- ``clusterlink_tunnel_attempts_total`` [direction, resource, peer, outcome]: every attempt
+  at a source of an Import, so that a failover shows what it skipped and why (``allowed``,
+  ``denied``, ``not_found``, ``no_peer``, ``overloaded``, ``unreachable``).
 - ``clusterlink_authorization_decisions_total`` [direction, decision, policy]
 - ``clusterlink_connection_setup_seconds`` [direction]: accept to first byte relayed.
 - ``clusterlink_tunnel_bytes_total`` [direction, resource, peer, flow]: flow is
@@ -163,6 +168,12 @@ class GatewayMetrics:
         self.connections = Counter(
             "clusterlink_connections",
             "New connections by direction, resource, peer and outcome",
+            ["direction", "resource", "peer", "outcome"],
+            registry=self.registry,
+        )
+        self.tunnel_attempts = Counter(
+            "clusterlink_tunnel_attempts",
+            "Attempts at a source of an Import, by peer and outcome",
             ["direction", "resource", "peer", "outcome"],
             registry=self.registry,
         )

@@ -28,6 +28,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.integration.clients import tls_client_context
 from tests.integration.gateways import Gateway, parse_address
 
@@ -241,14 +243,12 @@ class Firehose:
 
 
 def metric(gateway: Gateway, name: str, **labels: str) -> float:
-    """The value of one sample of ``name`` with exactly ``labels``, in the order the metric
-    declares them (0 if there is none)."""
+    """The value of the sample of ``name`` with exactly ``labels`` (0 if there is none)."""
     host, port = parse_address(gateway.info["metrics"])
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=TIMEOUT_S) as answer:
         text = answer.read().decode()
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            return float(line.removeprefix(prefix))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
     return 0.0

@@ -68,7 +68,7 @@ def test_metrics_count_connections_decisions_bytes_and_peer_reachability(
         assert 0 < scrape("connection_setup_seconds_sum", direction=direction) < CONNECTIONS
         allowed = {"direction": direction, "decision": "allow", "policy": "default/allow-all"}
         assert scrape("authorization_decisions_total", **allowed) == CONNECTIONS
-    blocked = {"direction": "egress", "resource": "default/blocked", "peer": ""}
+    blocked = {"direction": "egress", "resource": "default/blocked", "peer": "b"}
     assert at_a("connections_total", **blocked, outcome="denied") == 1
     denied = {"direction": "egress", "decision": "deny", "policy": "default/deny-blocked"}
     assert at_a("authorization_decisions_total", **denied) == 1

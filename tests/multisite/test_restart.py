@@ -43,13 +43,17 @@ RECOVERY_BOUND_S = 10.0
 
 def everything(gateway: SiteGateway) -> dict[str, list[dict[str, Any]]]:
     """Every stored resource by kind, as ``get KIND -A -o json`` prints it (Imports with their
-    listen address), without the Peers' status: reachability and round-trip time are live
-    values, not stored ones."""
+    listen address and conditions), without the Peers' status (reachability and round-trip
+    time are live values, not stored ones) and without the time of each condition's last
+    transition (judged again when the gateway starts)."""
 
     def get(kind: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = gateway.cl("get", kind, "-A", "-o", "json").json()["items"]
         if kind == "peer":
             items = [{k: v for k, v in item.items() if k != "status"} for item in items]
+        for item in items:
+            for condition in (item.get("status") or {}).get("conditions") or []:
+                condition.pop("lastTransitionTime")
         return items
 
     return dict(zip(KINDS, in_parallel(*(partial(get, kind) for kind in KINDS)), strict=True))

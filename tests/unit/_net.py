@@ -39,7 +39,16 @@ from clusterlink.certs import (
     peer_client_context,
     peer_server_context,
 )
-from clusterlink.protocol import ALPN_PROTOCOL
+from clusterlink.controlplane.authz import LocalPeer
+from clusterlink.controlplane.catalog import Catalog
+from clusterlink.dataplane.ingress import Ingress
+from clusterlink.dataplane.limits import Limits
+from clusterlink.dataplane.peer_listener import PeerListener
+from clusterlink.dataplane.settings import DataplaneSettings
+from clusterlink.dataplane.tunnels import TunnelRegistry
+from clusterlink.ids import PeerName
+from clusterlink.metrics import GatewayMetrics
+from clusterlink.protocol import ALPN_PROTOCOL, Health
 from clusterlink.transport.tls import TLSLayer
 
 WAIT_S = 10.0
@@ -284,3 +293,29 @@ async def close_both(*ends: Endpoint) -> None:
 def still_alive(refs: list[weakref.ref[object]]) -> list[object]:
     """The objects of ``refs`` that something still holds."""
     return [obj for obj in (ref() for ref in refs) if obj is not None]
+
+
+def peer_side(
+    *,
+    context: Callable[[], ssl.SSLContext],
+    catalog: Catalog,
+    local: LocalPeer,
+    health: Callable[[PeerName], Health],
+    settings: DataplaneSettings,
+    metrics: GatewayMetrics,
+) -> PeerListener:
+    """The target side of a gateway, wired as ``gateway.Gateway`` wires it: a peer listener
+    handing its requests to an ``Ingress``, tunnels and limits of its own."""
+    limits = Limits(settings, metrics)
+    tunnels = TunnelRegistry(idle_timeout_s=0, metrics=metrics, catalog=catalog)
+    ingress = Ingress(
+        catalog=catalog,
+        local=local,
+        tunnels=tunnels,
+        settings=settings,
+        metrics=metrics,
+        limits=limits,
+    )
+    return PeerListener(
+        context=context, ingress=ingress, health=health, settings=settings, limits=limits
+    )

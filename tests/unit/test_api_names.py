@@ -5,6 +5,7 @@ import pytest
 from clusterlink.api import validate_peer_name
 from clusterlink.api.documents import resource_from_dict
 from clusterlink.errors import ValidationError
+from clusterlink.protocol import ExportRef
 
 
 def export(
@@ -87,3 +88,19 @@ def test_peer_names_are_dns_label_sequences(name):
 def test_peer_names_outside_dns_are_refused_with_a_message(name):
     with pytest.raises(ValidationError, match="must be a DNS name"):
         validate_peer_name(name)
+
+
+def test_a_name_the_api_accepts_is_one_the_peer_protocol_carries() -> None:
+    """One DNS rule for both: a resource name with a label of 64 characters is a valid
+    Kubernetes name (no per-label limit in a subdomain), so an Export of that name must be
+    reachable by a CONNECT, not refused by the wire format."""
+    name = "a" * 64 + ".example"
+    export = resource_from_dict(
+        {
+            "apiVersion": "clusterlink.net/v1alpha1",
+            "kind": "Export",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"host": "127.0.0.1", "port": 80},
+        }
+    )
+    assert str(ExportRef(export.metadata.namespace, export.metadata.name)) == f"default/{name}"

@@ -23,6 +23,7 @@ from clusterlink.controlplane.authz import (
     ingress_decision,
 )
 from clusterlink.controlplane.catalog import Snapshot
+from clusterlink.ids import NamespacedName
 from clusterlink.policy import (
     CLIENT_IP,
     EXPORT_LABELS_PREFIX,
@@ -79,7 +80,7 @@ def snap(tmp_path: Path) -> Iterator[Snap]:
 def egress(
     snapshot: Snapshot, *, peer_labels: dict[str, str] | None = None, client_ip: str = CLIENT
 ) -> Decision:
-    imp = snapshot.imports[("shop", "db")]
+    imp = snapshot.imports[NamespacedName("shop", "db")]
     assert isinstance(imp, Import)
     src = egress_source_attributes(WEST, client_ip)
     labels = EAST_HEARTBEAT_LABELS if peer_labels is None else peer_labels
@@ -87,7 +88,7 @@ def egress(
 
 
 def ingress(snapshot: Snapshot, *, caller: str, claimed: dict[str, str]) -> Decision:
-    export = snapshot.exports[("prod", "orders")]
+    export = snapshot.exports[NamespacedName("prod", "orders")]
     assert isinstance(export, Export)
     return ingress_decision(snapshot, EAST, export, caller, claimed)
 

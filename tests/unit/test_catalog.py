@@ -21,6 +21,7 @@ from clusterlink.api import (
     resource_from_dict,
 )
 from clusterlink.controlplane.catalog import Catalog, Snapshot, policy_of
+from clusterlink.ids import NamespacedName
 from clusterlink.policy import Action, Operator, Policy, Requirement, Selector
 from clusterlink.store import SQLiteStore
 from tests.unit._resources import document, policy, selector
@@ -147,9 +148,9 @@ def test_snapshot_holds_every_kind_under_the_keys_the_data_plane_looks_up(
     )
     snapshot = Catalog(store).reload()
     assert list(snapshot.peers) == ["east"]
-    assert list(snapshot.exports) == [("prod", "orders")]
-    assert list(snapshot.imports) == [("shop", "db")]
-    assert snapshot.exports[("prod", "orders")].spec.port == 5432
+    assert list(snapshot.exports) == [NamespacedName("prod", "orders")]
+    assert list(snapshot.imports) == [NamespacedName("shop", "db")]
+    assert snapshot.exports[NamespacedName("prod", "orders")].spec.port == 5432
     assert snapshot.revision == store.revision
     west = {"peer.clusterlink.net/name": "west"}
     assert snapshot.policies.decide(west, {}, "shop").decided_by == "deny-west"
@@ -182,10 +183,10 @@ def test_a_change_applies_after_reload_and_old_snapshots_never_change(store: SQL
     after = catalog.reload()
 
     assert after.policies.decide({}, {}, "prod").is_allowed
-    assert ("prod", "orders") not in after.exports
+    assert NamespacedName("prod", "orders") not in after.exports
     # A reader holding the old snapshot sees it whole and unchanged.
     assert before.policies.decide({}, {}, "prod").is_default
-    assert ("prod", "orders") in before.exports
+    assert NamespacedName("prod", "orders") in before.exports
     assert after.revision > before.revision
 
 

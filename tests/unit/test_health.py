@@ -29,7 +29,7 @@ from clusterlink.controlplane.catalog import Catalog
 from clusterlink.controlplane.health import HealthSettings, PeerHealth, PeerState, Reachability
 from clusterlink.dataplane.peer_listener import PeerListener
 from clusterlink.dataplane.settings import DataplaneSettings
-from clusterlink.dataplane.tunnels import TunnelRegistry
+from clusterlink.ids import PeerName
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import Health
 from clusterlink.store import SQLiteStore
@@ -39,6 +39,7 @@ from tests.unit._net import (
     Fabric,
     fabric_fixture,  # noqa: F401 -- a fixture, requested by name
     listen,
+    peer_side,
     tls_server_factory,
     until,
 )
@@ -121,6 +122,7 @@ def test_status_of_a_peer_never_heard_from() -> None:
     state = PeerState(Reachability(5, 3))
     assert state.status() == {
         "reachable": None,
+        "peered": None,
         "reason": "no heartbeat yet",
         "labels": {},
         "lastSeen": None,
@@ -135,9 +137,11 @@ def test_status_of_a_peer_heard_from_is_a_valid_peer_status() -> None:
     state.labels = {"env": "prod"}
     state.last_seen = datetime(2024, 5, 1, 12, 30, 5, 250000, tzinfo=UTC)
     state.rtt_ms = 1.234567
+    state.peered = True
     status = state.status()
     assert status == {
         "reachable": True,
+        "peered": True,
         "reason": "heartbeat ok",
         "labels": {"env": "prod"},
         "lastSeen": "2024-05-01T12:30:05.250000Z",
@@ -175,19 +179,17 @@ class PeerGateway:
             self.n_connections += 1  # the listener builds one TLS context per connection
             return context
 
-        def answer() -> Health:
+        def answer(caller: PeerName) -> Health:
             self.n_heartbeats += 1
             return Health(name="b", labels=dict(self.labels), version="test")
 
-        metrics = GatewayMetrics()
-        self.listener = PeerListener(
+        self.listener = peer_side(
             context=accepting,
             catalog=Catalog(self.store),
             local=LocalPeer("b", self.labels),
             health=answer,
-            tunnels=TunnelRegistry(idle_timeout_s=0, metrics=metrics),
             settings=DataplaneSettings(),
-            metrics=metrics,
+            metrics=GatewayMetrics(),
         )
         _, bound = await self.listener.start(LOCALHOST, port)
         return bound
@@ -267,7 +269,7 @@ async def test_first_answer_makes_the_peer_reachable_with_its_labels_and_rtt(
 ) -> None:
     port = await gateway_b.start()
     before = datetime.now(UTC)
-    watcher.health.sync({"b": peer("b", port)})
+    watcher.health.sync({PeerName("b"): peer("b", port)})
     await until(lambda: bool(watcher.changes))
 
     assert watcher.changes == [Change("b", True, answered=1, dials=1)]  # on the first answer
@@ -286,7 +288,7 @@ async def test_heartbeats_reuse_one_connection_and_bring_label_changes(
     gateway_b: PeerGateway, watcher: Watcher
 ) -> None:
     port = await gateway_b.start()
-    watcher.health.sync({"b": peer("b", port)})
+    watcher.health.sync({PeerName("b"): peer("b", port)})
     await until(lambda: gateway_b.n_heartbeats >= 2)
     gateway_b.labels["env"] = "staging"
     await until(lambda: watcher.health.labels_of("b") == {"env": "staging"})
@@ -299,7 +301,7 @@ async def test_unreachable_after_exactly_the_threshold_then_back_after_exactly_t
 ) -> None:
     reserved, port = free_port_refusing_connections()
     with reserved:
-        watcher.health.sync({"b": peer("b", port)})
+        watcher.health.sync({PeerName("b"): peer("b", port)})
         await until(lambda: bool(watcher.changes))
         # Three refused heartbeats, each on a new dial, and only then unreachable.
         assert watcher.changes == [Change("b", False, answered=0, dials=3)]
@@ -320,7 +322,7 @@ async def test_a_gateway_with_another_peers_certificate_is_not_that_peer(
     gateway_b: PeerGateway, watcher: Watcher
 ) -> None:
     port = await gateway_b.start()
-    watcher.health.sync({"c": peer("c", port)})  # "c" points at gateway b
+    watcher.health.sync({PeerName("c"): peer("c", port)})  # "c" points at gateway b
     await until(lambda: bool(watcher.changes))
     assert watcher.reachability_changes() == [("c", False)]
     status = watcher.health.status_of("c")
@@ -335,7 +337,7 @@ async def test_any_answering_gateway_keeps_the_peer_reachable(
     reserved, dead_port = free_port_refusing_connections()
     with reserved:
         port = await gateway_b.start()
-        watcher.health.sync({"b": peer("b", dead_port, port)})
+        watcher.health.sync({PeerName("b"): peer("b", dead_port, port)})
         await until(lambda: gateway_b.n_heartbeats >= 6)
         assert watcher.reachability_changes() == [("b", True)]
 
@@ -344,7 +346,7 @@ async def test_deleted_peers_are_forgotten_and_no_longer_beaten(
     gateway_b: PeerGateway, watcher: Watcher
 ) -> None:
     port = await gateway_b.start()
-    watcher.health.sync({"b": peer("b", port)})
+    watcher.health.sync({PeerName("b"): peer("b", port)})
     await until(lambda: gateway_b.n_heartbeats >= 2)
     watcher.health.sync({})
     assert watcher.health.status_of("b") is None
@@ -359,10 +361,10 @@ async def test_a_changed_gateway_list_starts_over_as_unknown(
 ) -> None:
     reserved, dead_port = free_port_refusing_connections()
     with reserved:
-        watcher.health.sync({"b": peer("b", dead_port)})
+        watcher.health.sync({PeerName("b"): peer("b", dead_port)})
         await until(lambda: watcher.health.is_unreachable("b"))
         port = await gateway_b.start()
-        watcher.health.sync({"b": peer("b", port)})  # the Peer was edited: a fresh start
+        watcher.health.sync({PeerName("b"): peer("b", port)})  # the Peer was edited: a fresh start
         status = watcher.health.status_of("b")
         assert status is not None and status["reachable"] is None
         # As a new peer, its first answer is enough.
@@ -382,7 +384,7 @@ async def test_a_gateway_slower_than_the_interval_gets_one_beat_at_a_time(
         silent.bind((LOCALHOST, 0))
         silent.listen()  # the kernel completes TCP handshakes; TLS never gets an answer
         port = await gateway_b.start()
-        watcher.health.sync({"b": peer("b", silent.getsockname()[1], port)})
+        watcher.health.sync({PeerName("b"): peer("b", silent.getsockname()[1], port)})
         await until(lambda: gateway_b.n_heartbeats >= 30)
         (_, loop), *_ = watcher.health._loops.values()
         assert not loop.done()
@@ -397,7 +399,7 @@ async def test_connections_try_first_the_gateways_that_answered_the_latest_beat(
         port = await gateway_b.start()
         spec = peer("b", dead_port, port).spec.gateways
         assert watcher.health.gateways_in_order("b", spec) == spec  # nothing known yet
-        watcher.health.sync({"b": peer("b", dead_port, port)})
+        watcher.health.sync({PeerName("b"): peer("b", dead_port, port)})
         await until(lambda: watcher.health.gateways_in_order("b", spec) == spec[::-1])
         await until(lambda: gateway_b.n_heartbeats >= 3)
         assert watcher.health.gateways_in_order("b", spec) == spec[::-1]  # and it stays so
@@ -415,12 +417,12 @@ async def test_a_peer_whose_every_gateway_missed_the_latest_beat_is_silent_and_r
         mute.listen()  # TCP connects, TLS never answers: a beat there times out
         mute_port = mute.getsockname()[1]
         port = await gateway_b.start()
-        watcher.health.sync({"b": peer("b", dead_port, port)})
+        watcher.health.sync({PeerName("b"): peer("b", dead_port, port)})
         await until(lambda: ("b", dead_port) in watcher.silent)  # told at the first miss
         await until(lambda: gateway_b.n_heartbeats >= 3)
         assert not watcher.health.is_silent("b")  # one gateway still answers
         assert ("b", port) not in watcher.silent
-        watcher.health.sync({"b": peer("b", dead_port, mute_port)})  # now none answers
+        watcher.health.sync({PeerName("b"): peer("b", dead_port, mute_port)})  # now none answers
         await until(lambda: watcher.health.is_silent("b"))
         assert ("b", mute_port) in watcher.silent
         assert not watcher.health.is_unreachable("b")  # silent comes first, at the first miss
@@ -455,7 +457,7 @@ async def reason_for(watcher: Watcher, context: ssl.SSLContext, answer: Refusing
     layers: list[TLSLayer] = []
     server, port = await listen(tls_server_factory(context, lambda: answer, layers))
     try:
-        watcher.health.sync({"b": peer("b", port)})
+        watcher.health.sync({PeerName("b"): peer("b", port)})
         await until(lambda: bool(watcher.changes))
         status = watcher.health.status_of("b")
         assert status is not None

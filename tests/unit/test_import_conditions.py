@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from clusterlink.api import Import, Peer, resource_from_dict
 from clusterlink.controlplane.catalog import Snapshot
 from clusterlink.controlplane.import_conditions import ImportConditions, judge_sources
+from clusterlink.ids import NamespacedName, PeerName
 from tests.unit._resources import document
 
-KEY = ("default", "web")
+KEY = NamespacedName("default", "web")
 START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
@@ -30,7 +31,9 @@ def peer(name: str) -> Peer:
 
 
 def snapshot(imp: Import | None, *peers: str) -> Snapshot:
-    return Snapshot(peers={name: peer(name) for name in peers}, imports={KEY: imp} if imp else {})
+    return Snapshot(
+        peers={PeerName(name): peer(name) for name in peers}, imports={KEY: imp} if imp else {}
+    )
 
 
 def ticking() -> Iterator[datetime]:

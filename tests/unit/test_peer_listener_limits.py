@@ -20,7 +20,7 @@ from clusterlink.controlplane.authz import LocalPeer
 from clusterlink.controlplane.catalog import Catalog
 from clusterlink.dataplane.peer_listener import PEER_ALPN, PeerListener
 from clusterlink.dataplane.settings import DataplaneSettings
-from clusterlink.dataplane.tunnels import TunnelRegistry
+from clusterlink.ids import PeerName
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ALPN_PROTOCOL, ExportRef, Health, Verdict
 from clusterlink.protocol.mux import MUX_ALPN, MuxConnection, MuxSettings, StreamVerdict
@@ -33,6 +33,7 @@ from tests.unit._net import (
     connect_tls,
     fabric_fixture,  # noqa: F401 -- a fixture, requested by name
     listen,
+    peer_side,
     run_fixture,  # noqa: F401 -- a fixture, requested by name
     until,
 )
@@ -59,7 +60,7 @@ class _Listener:
         self._health = health
         self.listener: PeerListener | None = None
 
-    def _answer_health(self) -> Health:
+    def _answer_health(self, caller: PeerName) -> Health:
         self.health_answers += 1
         return self._health
 
@@ -76,12 +77,11 @@ class _Listener:
         catalog = Catalog(self.store)
         catalog.reload()
         context = peer_server_context(fabric.b, PEER_ALPN)
-        self.listener = PeerListener(
+        self.listener = peer_side(
             context=lambda: context,
             catalog=catalog,
             local=LocalPeer("b", {}),
             health=self._answer_health,
-            tunnels=TunnelRegistry(idle_timeout_s=0, metrics=self.metrics),
             settings=self.settings,
             metrics=self.metrics,
         )

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clusterlink.errors import ProtocolError, ValidationError
+from clusterlink.errors import RemoteProtocolError, ValidationError
 from clusterlink.protocol import ExportRef, Verdict, decode_attributes, encode_attributes
 
 
@@ -73,7 +73,7 @@ def test_encoding_is_unpadded_base64url_of_compact_json() -> None:
 def test_invalid_attribute_headers_are_refused_with_the_problem_named(
     value: str, problem: str
 ) -> None:
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(RemoteProtocolError) as caught:
         decode_attributes(value)
 
     assert (caught.value.status, caught.value.reason) == (400, "malformed")
@@ -85,9 +85,9 @@ def test_attribute_limits_are_configurable() -> None:
     encoded = encode_attributes({"a": "1", "b": "2"})
 
     assert decode_attributes(encoded, max_entries=2) == {"a": "1", "b": "2"}
-    with pytest.raises(ProtocolError, match="over the limit of 1"):
+    with pytest.raises(RemoteProtocolError, match="over the limit of 1"):
         decode_attributes(encoded, max_entries=1)
-    with pytest.raises(ProtocolError, match=r"over the limit of 8$"):
+    with pytest.raises(RemoteProtocolError, match=r"over the limit of 8$"):
         decode_attributes(encoded, max_bytes=8)
 
 
@@ -154,7 +154,7 @@ def test_verdict_constructors_carry_status_and_reason(
 
 
 def test_a_protocol_error_becomes_the_refusal_it_describes() -> None:
-    error = ProtocolError("head too big", status=431, reason="too-large")
+    error = RemoteProtocolError("head too big", status=431, reason="too-large")
 
     assert Verdict.from_error(error) == Verdict(431, "too-large", "head too big")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clusterlink.errors import ProtocolError
+from clusterlink.errors import LocalProtocolError, RemoteProtocolError
 from clusterlink.protocol import (
     NEED_DATA,
     ExportRef,
@@ -104,7 +104,7 @@ def test_a_health_answer_that_closes_makes_the_connection_unusable() -> None:
 
     assert conn.next_event() == B_HEALTH
     assert not conn.is_reusable
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         conn.health_request()
 
 
@@ -137,7 +137,7 @@ def test_each_refusal_is_read_as_its_verdict(verdict: Verdict) -> None:
 
     assert conn.next_event() == verdict
     assert not conn.is_reusable
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         conn.trailing_data  # noqa: B018 -- the property is what is under test
 
 
@@ -165,7 +165,7 @@ def test_answers_outside_the_protocol_fail_the_connect(answer: bytes, problem: s
     conn = _waiting_for_verdict()
     conn.receive_data(answer)
 
-    with pytest.raises(ProtocolError, match=problem) as caught:
+    with pytest.raises(RemoteProtocolError, match=problem) as caught:
         conn.next_event()
     assert (caught.value.status, caught.value.reason) == (502, "malformed")
     assert not conn.is_reusable
@@ -180,13 +180,14 @@ def test_answers_outside_the_protocol_fail_the_connect(answer: bytes, problem: s
         (b'{"name":"b","labels":{},"version":1}', "lacks a string name, a labels object"),
         (b'{"name":"b","labels":{"a":1},"version":"1"}', "non-string value for 'a'"),
         (b'{"name":"b","labels":{"a":"\\udc00"},"version":"1"}', "not valid Unicode"),
+        (b'{"name":"b","labels":{},"version":"1","peered":"yes"}', "peered field that is not"),
     ],
 )
 def test_malformed_health_answers_are_protocol_errors(body: bytes, problem: str) -> None:
     conn = _waiting_for_health()
     conn.receive_data(_json_answer(200, body))
 
-    with pytest.raises(ProtocolError, match=problem):
+    with pytest.raises(RemoteProtocolError, match=problem):
         conn.next_event()
 
 
@@ -195,7 +196,7 @@ def test_answer_bodies_are_bounded() -> None:
     conn.health_request()
     conn.receive_data(HEALTH_ANSWER)
 
-    with pytest.raises(ProtocolError, match="over the limit of 10 bytes"):
+    with pytest.raises(RemoteProtocolError, match="over the limit of 10 bytes"):
         conn.next_event()
 
 
@@ -205,15 +206,15 @@ def test_a_peer_closing_before_answering_is_a_protocol_error(partial: bytes) -> 
     conn.receive_data(partial)
     conn.receive_data(b"")
 
-    with pytest.raises(ProtocolError, match="closed the connection before answering"):
+    with pytest.raises(RemoteProtocolError, match="closed the connection before answering"):
         conn.next_event()
 
 
 def test_requests_out_of_turn_are_a_local_bug() -> None:
     conn = PeerClientConnection("b")
-    with pytest.raises(RuntimeError, match="no request pending"):
+    with pytest.raises(LocalProtocolError, match="no request pending"):
         conn.next_event()
 
     conn.health_request()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         conn.connect_request(DB, {})

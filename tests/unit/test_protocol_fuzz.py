@@ -1,4 +1,4 @@
-"""Whatever bytes a peer sends, we get events or a ``ProtocolError``, never a crash.
+"""Whatever bytes a peer sends, we get events or a ``RemoteProtocolError``, never a crash.
 
 The peer listener faces any fabric member, buggy or hostile. A traceback there would be a
 bug and could cost the other tunnels of the process, so these tests feed the server arbitrary
@@ -13,7 +13,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clusterlink.errors import ProtocolError
+from clusterlink.errors import RemoteProtocolError
 from clusterlink.protocol import (
     CLOSED,
     NEED_DATA,
@@ -79,7 +79,7 @@ def _drive(chunks: list[bytes], *, eof: bool) -> None:
                 assert conn.send_verdict(Verdict.allow()) == b"HTTP/1.1 200 OK\r\n\r\n"
                 assert isinstance(conn.trailing_data, bytes)
                 return
-    except ProtocolError as exc:
+    except RemoteProtocolError as exc:
         assert 400 <= exc.status < 500
         assert conn.send_error(exc).startswith(b"HTTP/1.1 4")
         assert conn.next_event() is CLOSED
@@ -136,7 +136,7 @@ def test_arbitrary_answers_give_events_or_a_protocol_error(
             if (event := conn.next_event()) is not NEED_DATA:
                 assert isinstance(event, Health | Verdict)
                 return
-    except ProtocolError as exc:
+    except RemoteProtocolError as exc:
         assert (exc.status, exc.reason) == (502, "malformed")
 
 
@@ -153,7 +153,7 @@ def test_a_timeout_refusal_can_be_sent_whatever_part_of_a_head_has_arrived(
         try:
             while isinstance(event := conn.next_event(), HealthRequest):
                 conn.send_health(B_HEALTH)
-        except ProtocolError:
+        except RemoteProtocolError:
             return  # refused at once: no deadline left to miss
         if event is not NEED_DATA:
             return  # a CONNECT (decided elsewhere) or the end of the connection

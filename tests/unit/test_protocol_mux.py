@@ -9,7 +9,7 @@ Frames built by hand from the module docstring's wire format play the peer that 
 of ours would be: a byte-exact check of each frame type pins the format, so an accidental
 change fails here and not between two gateway versions; broken, early, late and oversized
 frames must be refused (one stream with the basic mode's status, or the whole connection with
-a ``ProtocolError``) and never crash. Every read boundary is tried, since TLS hands on
+a ``RemoteProtocolError``) and never crash. Every read boundary is tried, since TLS hands on
 whatever arrived. The fuzz tests feed arbitrary bytes and arbitrary (often mutated) frames to
 either end, driven the way ``MuxSession`` drives it, and accept only our events or
 ``clusterlink.errors.ProtocolError``.
@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clusterlink.errors import ProtocolError
+from clusterlink.errors import RemoteProtocolError
 from clusterlink.protocol import (
     ConnectRequest,
     ExportRef,
@@ -407,14 +407,14 @@ BAD_OPENS = {
 }
 
 
-def basic_mode_refusal(bad: BadOpen) -> ProtocolError:
+def basic_mode_refusal(bad: BadOpen) -> RemoteProtocolError:
     """What the basic mode's server says to the same target and attributes header."""
     conn = PeerServerConnection()
     head = b"CONNECT " + bad.target + b" HTTP/1.1\r\nhost: b\r\n"
     if bad.attributes is not None:
         head += b"clusterlink-client-attributes: " + bad.attributes + b"\r\n"
     conn.receive_data(head + b"\r\n")
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(RemoteProtocolError) as caught:
         conn.next_event()
     return caught.value
 
@@ -678,21 +678,21 @@ def test_credit_given_back_lets_the_peer_send_exactly_that_much_more() -> None:
     conn.consumed(1, window // 2)
     assert joined(conn) == frame(WINDOW, 1, u32(window // 2))
     conn.receive_data(frame(DATA, 1, bytes(window // 2)))  # exactly the credit
-    with pytest.raises(ProtocolError, match="past its flow-control window"):
+    with pytest.raises(RemoteProtocolError, match="past its flow-control window"):
         conn.receive_data(frame(DATA, 1, b"!"))
 
 
 def test_a_peer_that_sends_past_the_window_breaks_the_protocol() -> None:
     conn = client(1, stream_window_bytes=64 * KIB)
     conn.receive_data(verdict_frame(1, 200) + frame(DATA, 1, bytes(64 * KIB - 1)))
-    with pytest.raises(ProtocolError, match="stream 1 sent past its flow-control window"):
+    with pytest.raises(RemoteProtocolError, match="stream 1 sent past its flow-control window"):
         conn.receive_data(frame(DATA, 1, b"ab"))
 
 
 def test_a_client_that_sends_past_a_servers_window_breaks_the_protocol() -> None:
     conn = server(stream_window_bytes=MIB)
     conn.receive_data(frame(OPEN, 1, b"default/db") + frame(DATA, 1, bytes(MIB)))
-    with pytest.raises(ProtocolError, match="past its flow-control window"):
+    with pytest.raises(RemoteProtocolError, match="past its flow-control window"):
         conn.receive_data(frame(DATA, 1, b"!"))
 
 
@@ -766,7 +766,7 @@ def test_settings_we_could_not_announce_are_refused_at_once(window: int, streams
 def test_a_window_that_grows_past_two_gibibytes_breaks_the_protocol() -> None:
     conn = client(1)
     conn.receive_data(frame(WINDOW, 1, u32(2**31 - 1 - conn.send_window(1))))
-    with pytest.raises(ProtocolError, match="past 2 GiB"):
+    with pytest.raises(RemoteProtocolError, match="past 2 GiB"):
         conn.receive_data(frame(WINDOW, 1, u32(1)))
 
 
@@ -790,7 +790,7 @@ def test_a_window_that_grows_past_two_gibibytes_breaks_the_protocol() -> None:
     ],
 )
 def test_malformed_flow_control_frames_break_the_protocol(bad: bytes) -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(RemoteProtocolError):
         client(1).receive_data(bad)
 
 
@@ -806,7 +806,7 @@ def test_a_flood_of_settings_frames_breaks_the_protocol() -> None:
     conn = client(1, 3, 5)
     for window in range(99):  # the hundredth: the peer's first was read by ``client``
         conn.receive_data(settings_frame((WINDOW_SETTING, 4 * KIB + window)))
-    with pytest.raises(ProtocolError, match="more than 100 SETTINGS frames"):
+    with pytest.raises(RemoteProtocolError, match="more than 100 SETTINGS frames"):
         conn.receive_data(settings_frame((WINDOW_SETTING, 4 * KIB)))
 
 
@@ -888,7 +888,7 @@ def test_data_after_the_peers_end_breaks_the_protocol(split: bool) -> None:
     conn = server()
     conn.receive_data(frame(OPEN, 1, b"default/db"))
     ended, more = frame(END, 1), frame(DATA, 1, b"more")
-    with pytest.raises(ProtocolError, match="DATA on stream 1 after its END"):
+    with pytest.raises(RemoteProtocolError, match="DATA on stream 1 after its END"):
         if split:
             assert conn.receive_data(ended) == [StreamEnded(1)]
             conn.receive_data(more)
@@ -898,7 +898,7 @@ def test_data_after_the_peers_end_breaks_the_protocol(split: bool) -> None:
 
 def test_data_before_the_verdict_breaks_the_protocol_on_the_client() -> None:
     conn = client(1)
-    with pytest.raises(ProtocolError, match="DATA on stream 1 before its verdict"):
+    with pytest.raises(RemoteProtocolError, match="DATA on stream 1 before its verdict"):
         conn.receive_data(frame(DATA, 1, b"too early"))
 
 
@@ -991,7 +991,7 @@ def test_an_open_that_crosses_our_goaway_is_refused_with_a_reset() -> None:
     assert at_server == []  # nobody has to decide
     assert at_client == [ConnectionEnded(0, first), StreamReset(late, REFUSED)]
     # The refused id counts as used: a lower or equal one is still a protocol error.
-    with pytest.raises(ProtocolError):
+    with pytest.raises(RemoteProtocolError):
         wire.server.receive_data(frame(OPEN, late, b"default/db"))
 
 
@@ -1063,19 +1063,19 @@ def test_a_stream_id_that_is_not_new_and_odd_breaks_the_protocol(
     conn = server()
     for sid in ids:
         conn.receive_data(frame(OPEN, sid, b"default/db"))
-    with pytest.raises(ProtocolError, match=f"stream id {bad} is not a new odd id"):
+    with pytest.raises(RemoteProtocolError, match=f"stream id {bad} is not a new odd id"):
         conn.receive_data(frame(OPEN, bad, b"default/db"))
 
 
 def test_frames_only_the_other_side_sends_break_the_protocol() -> None:
-    with pytest.raises(ProtocolError, match="a server may not open streams"):
+    with pytest.raises(RemoteProtocolError, match="a server may not open streams"):
         client(1).receive_data(frame(OPEN, 2, b"default/db"))
-    with pytest.raises(ProtocolError, match="a client may not send a verdict"):
+    with pytest.raises(RemoteProtocolError, match="a client may not send a verdict"):
         server().receive_data(verdict_frame(1, 200))
 
 
 def test_a_verdict_too_short_for_its_status_breaks_the_protocol() -> None:
-    with pytest.raises(ProtocolError, match="malformed VERDICT"):
+    with pytest.raises(RemoteProtocolError, match="malformed VERDICT"):
         client(1).receive_data(frame(VERDICT, 1, b"\x00"))
 
 
@@ -1086,12 +1086,12 @@ def test_oversized_frames_break_the_protocol_on_their_header_alone(client_side: 
     assert conn.receive_data(struct.pack("!II", DATA << 24 | MAX_DATA_FRAME, 1)) == []
     conn = client(1) if client_side else server()
     assert conn.receive_data(struct.pack("!II", 99 << 24 | MAX_CONTROL_FRAME, 0)) == []
-    with pytest.raises(ProtocolError, match="DATA frame of 1048577 bytes is over the limit"):
+    with pytest.raises(RemoteProtocolError, match="DATA frame of 1048577 bytes is over the limit"):
         (client(1) if client_side else server()).receive_data(
             struct.pack("!II", DATA << 24 | MAX_DATA_FRAME + 1, 1)
         )
     for kind in (SETTINGS, OPEN, VERDICT, END, RESET, WINDOW, GOAWAY, 99):
-        with pytest.raises(ProtocolError, match=f"type {kind} with 65537 bytes is too large"):
+        with pytest.raises(RemoteProtocolError, match=f"type {kind} with 65537 bytes is too large"):
             (client(1) if client_side else server()).receive_data(
                 struct.pack("!II", kind << 24 | MAX_CONTROL_FRAME + 1, 1)
             )
@@ -1186,7 +1186,7 @@ def _drive_server(chunks: Sequence[bytes]) -> None:
                 elif isinstance(event, StreamEnded):
                     conn.end_stream(event.stream_id)
             joined(conn)
-    except ProtocolError:
+    except RemoteProtocolError:
         pass
 
 
@@ -1209,7 +1209,7 @@ def _drive_client(chunks: Sequence[bytes]) -> None:
                 elif isinstance(event, WindowOpened) and conn.can_open_stream:
                     conn.open_stream(DB, {})
             joined(conn)
-    except ProtocolError:
+    except RemoteProtocolError:
         pass
 
 

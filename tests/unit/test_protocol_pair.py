@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clusterlink.errors import ProtocolError
+from clusterlink.errors import RemoteProtocolError
 from clusterlink.protocol import (
     ConnectRequest,
     ExportRef,
@@ -38,6 +38,14 @@ def test_heartbeats_carry_name_labels_and_version_every_time() -> None:
     client, server = _pair()
     for version in ("0.1.0", "0.1.1", "0.2.0"):
         _heartbeat(client, server, Health("b", {"zone": "eu", "tier": "gold"}, version))
+    assert client.is_reusable
+
+
+@pytest.mark.parametrize("peered", [True, False, None])
+def test_a_heartbeat_answer_says_whether_the_caller_is_peered(peered: bool | None) -> None:
+    """``None``: an answer without the field, as an older gateway sends it."""
+    client, server = _pair()
+    _heartbeat(client, server, Health("b", {}, "0.1.0", peered))
     assert client.is_reusable
 
 
@@ -77,7 +85,7 @@ def test_each_refusal_reaches_the_client_unchanged(verdict: Verdict) -> None:
 def test_a_request_the_server_rejects_reaches_the_client_as_its_refusal() -> None:
     client, server = _pair()
     server.receive_data(client.connect_request(DB, {str(i): "x" for i in range(65)}))
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(RemoteProtocolError) as caught:
         server.next_event()
 
     client.receive_data(server.send_error(caught.value))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from clusterlink.errors import ProtocolError
+from clusterlink.errors import LocalProtocolError, RemoteProtocolError
 from clusterlink.protocol import (
     CLOSED,
     NEED_DATA,
@@ -169,7 +169,7 @@ def test_refused_connect_answers_json_and_closes(verdict: Verdict) -> None:
 
     assert _refusal(conn.send_verdict(verdict)) == (verdict.status, verdict.reason, verdict.message)
     assert conn.next_event() is CLOSED
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         conn.trailing_data  # noqa: B018 -- the property is what is under test
 
 
@@ -250,7 +250,7 @@ def test_requests_that_break_the_protocol_are_refused(
     conn = PeerServerConnection()
     conn.receive_data(request_bytes)
 
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(RemoteProtocolError) as caught:
         conn.next_event()
     assert (caught.value.status, caught.value.reason) == (status, reason)
     assert problem in str(caught.value)
@@ -261,13 +261,13 @@ def test_requests_that_break_the_protocol_are_refused(
 def test_limits_are_configurable() -> None:
     conn = PeerServerConnection(max_head_bytes=30)
     conn.receive_data(CONNECT)
-    with pytest.raises(ProtocolError, match="over the limit of 30"):
+    with pytest.raises(RemoteProtocolError, match="over the limit of 30"):
         conn.next_event()
 
     conn = PeerServerConnection(max_attribute_entries=1)
     attributes = encode_attributes({"a": "1", "b": "2"}).encode()
     conn.receive_data(_connect(b"default/db", ATTRIBUTES + attributes + b"\r\n"))
-    with pytest.raises(ProtocolError, match="2 entries, over the limit of 1"):
+    with pytest.raises(RemoteProtocolError, match="2 entries, over the limit of 1"):
         conn.next_event()
 
 
@@ -276,7 +276,7 @@ def test_eof_inside_a_request_head_is_malformed() -> None:
     conn.receive_data(CONNECT[:10])
     conn.receive_data(b"")
 
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(RemoteProtocolError) as caught:
         conn.next_event()
     assert caught.value.status == 400
 
@@ -284,7 +284,7 @@ def test_eof_inside_a_request_head_is_malformed() -> None:
 def test_head_requests_are_refused_without_a_body() -> None:
     conn = PeerServerConnection()
     conn.receive_data(b"HEAD /healthz HTTP/1.1\r\nhost: b\r\n\r\n")
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(RemoteProtocolError) as caught:
         conn.next_event()
 
     data = conn.send_error(caught.value)
@@ -302,14 +302,14 @@ def test_the_server_may_refuse_before_any_request() -> None:
 
 def test_answering_out_of_turn_is_a_local_bug() -> None:
     conn = PeerServerConnection()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         conn.send_health(B_HEALTH)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         conn.send_verdict(Verdict.allow())
 
     conn.receive_data(HEALTH)
     conn.next_event()
-    with pytest.raises(RuntimeError, match="no CONNECT pending"):
+    with pytest.raises(LocalProtocolError, match="no CONNECT pending"):
         conn.send_verdict(Verdict.allow())
 
 
@@ -317,12 +317,12 @@ def test_a_tunnel_is_not_read_as_http() -> None:
     conn = PeerServerConnection()
     conn.receive_data(CONNECT + HEALTH)
     conn.next_event()
-    with pytest.raises(RuntimeError, match="no heartbeat"):
+    with pytest.raises(LocalProtocolError, match="no heartbeat"):
         conn.send_health(B_HEALTH)
     conn.send_verdict(Verdict.allow())
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         conn.next_event()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         conn.send_verdict(Verdict.denied("too late"))
     assert conn.trailing_data == HEALTH

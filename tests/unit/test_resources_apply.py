@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from clusterlink.api import Import, Resource, ResourceKey, parse_documents, to_dict
-from clusterlink.controlplane.catalog import Catalog, NamespacedName
+from clusterlink.controlplane.catalog import Catalog
 from clusterlink.controlplane.resources import ResourceService
 from clusterlink.errors import StoreError
+from clusterlink.ids import NamespacedName
 from clusterlink.store import ApplyOutcome, SQLiteStore
 
 HEAD = "apiVersion: clusterlink.net/v1alpha1\n"
@@ -51,7 +52,7 @@ class Binder:
     async def prepare(
         self, imports: Iterable[Import], *, leased: Mapping[NamespacedName, int] | None = None
     ) -> Prepared:
-        keys = [(i.metadata.namespace, i.metadata.name) for i in imports]
+        keys = [i.metadata.key for i in imports]
         first = 40000 + sum(len(p.listen) for p in self.prepared)
         binding = Prepared({key: f"127.0.0.1:{first + n}" for n, key in enumerate(keys)})
         self.prepared.append(binding)
@@ -110,7 +111,7 @@ def test_an_import_is_stored_with_its_leased_port_in_one_write(store: FailingSto
     (stored,) = store.list("import")
     assert to_dict(stored)["status"]["listen"] == "127.0.0.1:40000"
     assert [p.state for p in binder.prepared] == ["serving"]
-    assert service.catalog.snapshot.imports.keys() == {("default", "web")}
+    assert service.catalog.snapshot.imports.keys() == {NamespacedName("default", "web")}
 
 
 def test_a_failed_store_write_stores_nothing_and_closes_what_was_bound(

@@ -23,10 +23,10 @@ from clusterlink.api import Gateway
 from clusterlink.certs import peer_client_context, peer_server_context
 from clusterlink.controlplane.authz import LocalPeer
 from clusterlink.controlplane.catalog import Catalog
-from clusterlink.dataplane.connector import PeerConnector, TunnelRefused
+from clusterlink.dataplane.connector import PeerConnector
 from clusterlink.dataplane.peer_listener import PEER_ALPN, PeerListener
 from clusterlink.dataplane.settings import DataplaneSettings
-from clusterlink.dataplane.tunnels import TunnelRegistry
+from clusterlink.errors import TunnelRefused
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ALPN_PROTOCOL, ExportRef, Health
 from clusterlink.protocol.mux import MUX_ALPN
@@ -41,6 +41,7 @@ from tests.unit._net import (
     fabric_fixture,  # noqa: F401 -- a fixture, requested by name
     listen,
     pattern,
+    peer_side,
     run_fixture,  # noqa: F401 -- a fixture, requested by name
 )
 from tests.unit._resources import document, policy, snapshot_of
@@ -118,12 +119,11 @@ async def gateways(
     metrics = GatewayMetrics()
     catalog = Catalog(store)
     catalog.reload()
-    listener = PeerListener(
+    listener = peer_side(
         context=accepting,
         catalog=catalog,
         local=LocalPeer("b", {}),
-        health=lambda: Health("b", {}, "test"),
-        tunnels=TunnelRegistry(idle_timeout_s=0, metrics=metrics),
+        health=lambda caller: Health("b", {}, "test"),
         settings=settings,
         metrics=metrics,
     )
@@ -178,9 +178,8 @@ def test_a_refusal_reaches_the_connector_as_the_listeners_verdict_in_either_mode
         try:
             with pytest.raises(TunnelRefused) as refused:
                 await gw.open(ExportRef("default", "nothing-here"))
-            verdict = refused.value.verdict
-            assert (verdict.status, verdict.reason) == (404, "not-found")
-            assert "default/nothing-here" in verdict.message
+            assert (refused.value.status, refused.value.reason) == (404, "not-found")
+            assert "default/nothing-here" in str(refused.value)
             # The refusal cost no more than that tunnel: the next one opens.
             _, client = await gw.open()
             await talk(client, gw.service[0], 1)

@@ -14,11 +14,20 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
-from typing import Annotated, NewType
+from typing import Annotated
 
 from pydantic import AfterValidator, WithJsonSchema
 
 from clusterlink.errors import ValidationError
+from clusterlink.ids import (
+    DNS_LABEL,
+    DNS_LABEL_MAX,
+    DNS_SUBDOMAIN,
+    DNS_SUBDOMAIN_MAX,
+    PeerName,
+    is_dns_label,
+    is_dns_subdomain,
+)
 
 __all__ = [
     "HostField",
@@ -31,13 +40,6 @@ __all__ = [
     "validate_peer_name",
 ]
 
-# Peer names are certificate names; a distinct type keeps them from being mixed up with
-# resource names when they cross module boundaries.
-PeerName = NewType("PeerName", str)
-
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_LABEL_RE = re.compile(_DNS_LABEL)
-_DNS_SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
 _LABEL_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 
 _SUBDOMAIN_RULE = (
@@ -58,35 +60,31 @@ _LABEL_PART_RULE = (
 )
 
 
-def _is_subdomain(value: str) -> bool:
-    return len(value) <= 253 and _DNS_SUBDOMAIN_RE.fullmatch(value) is not None
-
-
 def _is_label_part(value: str) -> bool:
     return len(value) <= 63 and _LABEL_NAME_RE.fullmatch(value) is not None
 
 
 def _resource_name(value: str) -> str:
-    if not _is_subdomain(value):
+    if not is_dns_subdomain(value):
         raise ValueError(_SUBDOMAIN_RULE)
     return value
 
 
 def _namespace(value: str) -> str:
-    if len(value) > 63 or _DNS_LABEL_RE.fullmatch(value) is None:
+    if not is_dns_label(value):
         raise ValueError(_LABEL_RULE)
     return value
 
 
 def _peer_name(value: str) -> PeerName:
-    if not _is_subdomain(value) or any(len(label) > 63 for label in value.split(".")):
+    if not is_dns_subdomain(value) or any(len(label) > DNS_LABEL_MAX for label in value.split(".")):
         raise ValueError(_PEER_RULE)
     return PeerName(value)
 
 
 def _label_key(key: str) -> str:
     prefix, slash, name = key.rpartition("/")
-    if slash and not _is_subdomain(prefix):
+    if slash and not is_dns_subdomain(prefix):
         raise ValueError(f"label key {key!r}: the prefix before '/' {_SUBDOMAIN_RULE}")
     if not _is_label_part(name):
         raise ValueError(f"label key {key!r}: the name must have {_LABEL_PART_RULE}")
@@ -142,9 +140,13 @@ def _schema(pattern: re.Pattern[str], max_length: int) -> WithJsonSchema:
     )
 
 
-ResourceName = Annotated[str, AfterValidator(_resource_name), _schema(_DNS_SUBDOMAIN_RE, 253)]
+ResourceName = Annotated[
+    str, AfterValidator(_resource_name), _schema(DNS_SUBDOMAIN, DNS_SUBDOMAIN_MAX)
+]
 HostField = Annotated[str, AfterValidator(_host), _schema(_HOST_CHARS, 253)]
-NamespaceName = Annotated[str, AfterValidator(_namespace), _schema(_DNS_LABEL_RE, 63)]
-PeerNameField = Annotated[PeerName, AfterValidator(_peer_name), _schema(_DNS_SUBDOMAIN_RE, 253)]
+NamespaceName = Annotated[str, AfterValidator(_namespace), _schema(DNS_LABEL, DNS_LABEL_MAX)]
+PeerNameField = Annotated[
+    PeerName, AfterValidator(_peer_name), _schema(DNS_SUBDOMAIN, DNS_SUBDOMAIN_MAX)
+]
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelMap = Annotated[dict[str, str], AfterValidator(_labels)]

@@ -33,6 +33,7 @@ from clusterlink.api.names import (
     PeerNameField,
     ResourceName,
 )
+from clusterlink.ids import NamespacedName
 from clusterlink.policy import Side, key_problem
 
 __all__ = [
@@ -93,6 +94,11 @@ class ObjectMeta(_Model):
     labels: LabelMap = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
+    @property
+    def key(self) -> NamespacedName:
+        """The resource's identity within its kind (cluster-scoped: namespace ``""``)."""
+        return NamespacedName(self.namespace, self.name)
+
 
 class ClusterObjectMeta(ObjectMeta):
     """Metadata of a cluster-scoped resource.
@@ -145,6 +151,9 @@ class PeerSpec(_Model):
 
 class PeerStatus(_Model):
     reachable: bool | None = None
+    # Whether the peer has a Peer for this gateway (else it refuses every tunnel from here);
+    # None until a heartbeat said.
+    peered: bool | None = None
     reason: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     last_seen: str | None = None  # ISO-8601, UTC

@@ -134,9 +134,7 @@ def gateway_run(
     peer_dir = peer_dir_of(ctx, peer_dir)
     with usage_errors("--label"):
         labels = dict(parse_label(item) for item in label or [])
-    from clusterlink.controlplane.health import HealthSettings
-    from clusterlink.dataplane.settings import DataplaneSettings
-    from clusterlink.gateway import GatewayConfig, run_gateway
+    from clusterlink.gateway import DataplaneSettings, GatewayConfig, HealthSettings, run_gateway
 
     config = GatewayConfig(
         peer_dir=peer_dir,

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
+from clusterlink import addresses
 from clusterlink.errors import (
     AdminAPIError,
     CertificateError,
@@ -33,7 +34,6 @@ from clusterlink.errors import (
     PeerUnreachable,
     ValidationError,
 )
-from clusterlink.transport import dial
 
 if TYPE_CHECKING:
     import httpx  # imported when a client is made: `clusterlink --help` should not pay for it
@@ -72,14 +72,14 @@ _WILDCARD_TO_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 def parse_address(text: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` -> (host, port); raises ``ValidationError`` otherwise."""
     try:
-        return dial.parse_address(text)
+        return addresses.parse_address(text)
     except ValueError:
         raise ValidationError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8444)") from None
 
 
 def format_address(host: str, port: int) -> str:
     """The inverse of ``parse_address``: brackets IPv6 hosts."""
-    return dial.format_address((host, port))
+    return addresses.format_address((host, port))
 
 
 class AdminClient:

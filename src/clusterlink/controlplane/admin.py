@@ -31,10 +31,10 @@ from typing import Any, Final
 from aiohttp import web
 
 from clusterlink import __version__
+from clusterlink.addresses import format_address
 from clusterlink.api import Import, Peer, Resource, ResourceKey, to_dict, with_status
 from clusterlink.certs import admin_peer_of, peer_name_of
 from clusterlink.controlplane.admin_input import (
-    BadRequest,
     parse_close_tunnels,
     parse_documents_body,
     parse_key,
@@ -50,6 +50,7 @@ from clusterlink.controlplane.refusals import RefusalLog, describe_handshake_fai
 from clusterlink.controlplane.resources import ResourceService
 from clusterlink.errors import (
     AlreadyExistsError,
+    BadRequest,
     ClusterLinkError,
     ConflictError,
     NotFoundError,
@@ -57,7 +58,6 @@ from clusterlink.errors import (
     ValidationError,
 )
 from clusterlink.store import Store
-from clusterlink.transport.dial import format_address
 from clusterlink.transport.tls import TLSLayer
 
 __all__ = ["MAX_BODY_BYTES", "AdminServer"]
@@ -221,7 +221,7 @@ class AdminServer:
                 raise
             return _http_error(request, exc)
         except BadRequest as exc:
-            return _error(exc.status, exc.reason, str(exc), exc.field)
+            return _error(400, "malformed", str(exc), exc.field)
         except ValidationError as exc:
             return _error(422, "invalid", str(exc), exc.field)
         except NotFoundError as exc:
@@ -247,20 +247,20 @@ class AdminServer:
             gateways = [f"{g.host}:{g.port}" for g in peer.spec.gateways]
             peers.append({"name": name, "gateways": gateways, **runtime})
         exports = [
-            {"namespace": ns, "name": name, "host": e.spec.host, "port": e.spec.port}
-            for (ns, name), e in snapshot.exports.items()
+            {"namespace": key.namespace, "name": key.name, "host": e.spec.host, "port": e.spec.port}
+            for key, e in snapshot.exports.items()
         ]
         imports = [
             {
-                "namespace": ns,
-                "name": name,
+                "namespace": key.namespace,
+                "name": key.name,
                 "port": i.spec.port,
-                "listen": self.resources.binder.listen_address((ns, name)),
+                "listen": self.resources.binder.listen_address(key),
                 "lbScheme": i.spec.lb_scheme,
                 "sources": [s.model_dump(by_alias=True) for s in i.spec.sources],
-                "conditions": self.import_conditions.of((ns, name)),
+                "conditions": self.import_conditions.of(key),
             }
-            for (ns, name), i in snapshot.imports.items()
+            for key, i in snapshot.imports.items()
         ]
         return web.json_response(
             {
@@ -319,7 +319,7 @@ class AdminServer:
             if runtime is not None:
                 resource = with_status(resource, runtime)
         elif isinstance(resource, Import):
-            key = (resource.metadata.namespace, resource.metadata.name)
+            key = resource.metadata.key
             sources = [
                 {
                     **s.model_dump(by_alias=True),

@@ -34,12 +34,11 @@ from clusterlink.api import (
     resource_from_dict,
 )
 from clusterlink.api.names import NamespaceName, PeerNameField, ResourceName
-from clusterlink.errors import NotFoundError, ProtocolError, ValidationError
+from clusterlink.errors import BadRequest, NotFoundError, ValidationError
 from clusterlink.protocol.wire import is_text
 
 __all__ = [
     "BODY_FIELDS",
-    "BadRequest",
     "parse_close_tunnels",
     "parse_documents_body",
     "parse_key",
@@ -58,14 +57,6 @@ _PEER_NAME: Final = pydantic.TypeAdapter(PeerNameField)
 _BOOLEANS: Final = {"true": True, "false": False}
 
 _Name = TypeVar("_Name", bound=str)
-
-
-class BadRequest(ProtocolError):
-    """The request itself is malformed (not a document in it); ``field`` names the part."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message, status=400, reason="malformed")
-        self.field = field
 
 
 # --- the body of apply and delete --------------------------------------------------------------

@@ -18,18 +18,17 @@ from typing import TypeVar
 
 from clusterlink.api import AccessPolicy, Export, Import, Peer, PrivilegedAccessPolicy, Resource
 from clusterlink.api.resources import WorkloadSetOrSelector
+from clusterlink.ids import NamespacedName, PeerName
 from clusterlink.policy import Action as PolicyAction
 from clusterlink.policy import Operator, Policy, PolicySet, Requirement, Selector
 from clusterlink.store import Store
 
-__all__ = ["Catalog", "NamespacedName", "Snapshot", "policy_of"]
-
-NamespacedName = tuple[str, str]  # (namespace, name)
+__all__ = ["Catalog", "Snapshot", "policy_of"]
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    peers: Mapping[str, Peer] = field(default_factory=dict)
+    peers: Mapping[PeerName, Peer] = field(default_factory=dict)
     exports: Mapping[NamespacedName, Export] = field(default_factory=dict)
     imports: Mapping[NamespacedName, Import] = field(default_factory=dict)
     policies: PolicySet = field(default_factory=PolicySet)
@@ -68,7 +67,7 @@ def _all(store: Store, kind: type[R]) -> list[R]:
 
 
 def _by_name(items: Iterable[R]) -> Mapping[NamespacedName, R]:
-    return MappingProxyType({(r.metadata.namespace, r.metadata.name): r for r in items})
+    return MappingProxyType({r.metadata.key: r for r in items})
 
 
 class Catalog:

@@ -33,11 +33,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import cast
 
+from clusterlink.addresses import format_address
 from clusterlink.api import Gateway, Peer
-from clusterlink.errors import ClusterLinkError, PeerUnreachable, ProtocolError
+from clusterlink.errors import ClusterLinkError, PeerUnreachable, RemoteProtocolError
+from clusterlink.ids import PeerName
 from clusterlink.metrics import PeerSample
-from clusterlink.protocol import ALPN_PROTOCOL, NEED_DATA, Health, PeerClientConnection
-from clusterlink.transport.dial import dial_tls, format_address
+from clusterlink.protocol import NEED_DATA, Health, PeerClientConnection
+from clusterlink.transport.dial import dial_tls, expect_peer_listener
 
 __all__ = ["HealthSettings", "PeerHealth", "PeerState", "Reachability"]
 
@@ -92,10 +94,12 @@ class PeerState:
     last_seen: datetime | None = None
     rtt_ms: float | None = None
     silent: set[Gateway] = field(default_factory=set)  # its latest beat failed
+    peered: bool | None = None  # whether it has a Peer for us (None: it did not say)
 
     def status(self) -> dict[str, object]:
         return {
             "reachable": self.reachability.reachable,
+            "peered": self.peered,
             "reason": self.reason,
             "labels": dict(self.labels),
             "lastSeen": self.last_seen.isoformat().replace("+00:00", "Z")
@@ -125,7 +129,7 @@ class _HealthChannel(asyncio.Protocol):
             return
         try:
             event = self.conn.next_event()
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             self.answer.set_exception(exc)
             return
         if event is NEED_DATA:
@@ -169,10 +173,12 @@ class PeerHealth:
         *,
         context: Callable[[], ssl.SSLContext],
         settings: HealthSettings,
+        local_name: str = "this gateway",
         on_change: Callable[[str, PeerState], None] | None = None,
         on_silent: Callable[[str, Gateway], None] | None = None,
     ) -> None:
         self._context = context
+        self._local_name = local_name
         self.settings = settings
         self._on_change = on_change
         self._on_silent = on_silent  # a gateway failed a beat: opens waiting on it can stop
@@ -227,7 +233,7 @@ class PeerHealth:
 
     # -- following the Peer resources -------------------------------------------------------
 
-    def sync(self, peers: Mapping[str, Peer]) -> None:
+    def sync(self, peers: Mapping[PeerName, Peer]) -> None:
         """Start loops for new peers, restart changed ones, stop deleted ones."""
         for name in [n for n in self._loops if n not in peers]:
             self._loops.pop(name)[1].cancel()
@@ -304,6 +310,12 @@ class PeerHealth:
             rtt_s = time.perf_counter() - started
             if health.name != peer:
                 return False, f"answered as {health.name!r}, not {peer!r}", None, rtt_s
+            if health.peered is False:
+                reason = (
+                    f"reachable, but not peered: peer {peer} has no Peer named "
+                    f"{self._local_name}, so it refuses every tunnel from here"
+                )
+                return True, reason, health, rtt_s
             return True, "heartbeat ok", health, rtt_s
         return False, "; ".join(errors) or "the Peer lists no gateway", None, 0.0
 
@@ -336,7 +348,7 @@ class PeerHealth:
                         handshake_timeout_s=timeout_s,
                         what=what,
                     )
-                    _expect_peer_listener(layer.get_extra_info("alpn_protocol"), where)
+                    expect_peer_listener(layer, where)
                 return await channel.beat()
         except BaseException as exc:
             if channel is not None:
@@ -380,6 +392,7 @@ class PeerHealth:
             return
         state.reason = reason
         if ok and health is not None:
+            state.peered = health.peered
             state.labels = dict(health.labels)
             state.last_seen = datetime.now(UTC)
             state.rtt_ms = rtt_s * 1000.0
@@ -388,21 +401,3 @@ class PeerHealth:
             log.warning("peer %s is now %s: %s", peer, word, reason)
             if self._on_change is not None:
                 self._on_change(peer, state)
-
-
-def _expect_peer_listener(alpn: str | None, where: str) -> None:
-    """A peer's address must be its peer listener (``--listen``), and the usual mistake is the
-    other gateway's ``--admin-listen`` port, which says nothing helpful by itself (its answer
-    to the heartbeat is a 403 about admin certificates).
-
-    Told apart at the handshake: a peer listener always selects the ALPN protocol the
-    heartbeat offers (``clusterlink/1``), while the admin API selects none. Nothing else can
-    get this far: the certificate has already verified as the peer's, issued by the fabric,
-    and the gateway's only other TLS listener is the admin API. Checked before any request,
-    so the other gateway does not log an admin refusal at every beat.
-    """
-    if alpn != ALPN_PROTOCOL:
-        raise PeerUnreachable(
-            f"{where} is an admin API port, not a peer listener: use the port of the "
-            "peer's --listen"
-        )

@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from clusterlink.api import Import
-from clusterlink.controlplane.catalog import NamespacedName, Snapshot
+from clusterlink.controlplane.catalog import Snapshot
+from clusterlink.ids import NamespacedName
 
 __all__ = ["SOURCES_VALID", "ImportConditions", "Judgement", "judge_sources"]
 

@@ -186,6 +186,7 @@ def _envelopes() -> dict[str, Any]:
             "name": _STRING,
             "gateways": {"type": "array", "items": address},
             "reachable": {"type": ["boolean", "null"]},
+            "peered": {"type": ["boolean", "null"]},
             "reason": _NULLABLE_STRING,
             "lastSeen": _NULLABLE_STRING,
             "rttMs": {"type": ["number", "null"]},

@@ -19,10 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
 
+from clusterlink.addresses import parse_address
 from clusterlink.api import Import, Resource, ResourceKey, key_of
-from clusterlink.controlplane.catalog import Catalog, NamespacedName
+from clusterlink.controlplane.catalog import Catalog
+from clusterlink.ids import NamespacedName
 from clusterlink.store import ApplyOutcome, Store
-from clusterlink.transport.dial import parse_address
 
 __all__ = ["ImportBinder", "PreparedImports", "ResourceService"]
 
@@ -78,7 +79,7 @@ class ResourceService:
             try:
                 prepared = await self.binder.prepare([imp], leased={key: _leased_port(imp)})
             except Exception as exc:
-                log.error("import %s/%s is not served: %s", key[0], key[1], exc)
+                log.error("import %s is not served: %s", key, exc)
                 continue
             await self._record_listen([imp], prepared.listen)
             await prepared.commit()
@@ -89,14 +90,14 @@ class ResourceService:
             current = self.catalog.snapshot.imports
             leased = {
                 key: _leased_port(current[key])
-                for key in ((i.metadata.namespace, i.metadata.name) for i in imports)
+                for key in (i.metadata.key for i in imports)
                 if key in current
             }
             prepared = await self.binder.prepare(imports, leased=leased)
             statuses = {
                 key_of(imp): _listen_status(prepared.listen[key])
                 for imp in imports
-                if (key := (imp.metadata.namespace, imp.metadata.name)) in prepared.listen
+                if (key := imp.metadata.key) in prepared.listen
             }
             try:
                 outcomes = await asyncio.to_thread(
@@ -126,7 +127,7 @@ class ResourceService:
     ) -> None:
         """Keep each newly bound address in the Import's status (port 0: the lease)."""
         for imp in imports:
-            key = (imp.metadata.namespace, imp.metadata.name)
+            key = imp.metadata.key
             if key in listen:
                 status = _listen_status(listen[key])
                 await asyncio.to_thread(self.store.set_status, key_of(imp), status)

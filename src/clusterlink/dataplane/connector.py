@@ -18,28 +18,25 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import cast
 
+from clusterlink.addresses import format_address
 from clusterlink.api import Gateway
 from clusterlink.dataplane.settings import DataplaneSettings
-from clusterlink.errors import ClusterLinkError, PeerUnreachable, ProtocolError
+from clusterlink.errors import PeerUnreachable, RemoteProtocolError, TunnelRefused
 from clusterlink.protocol import NEED_DATA, ExportRef, PeerClientConnection, Verdict
 from clusterlink.protocol.mux import MUX_ALPN
-from clusterlink.transport.dial import dial_tls, format_address
+from clusterlink.transport.dial import dial_tls, expect_peer_listener
 from clusterlink.transport.mux import MuxSession
 from clusterlink.transport.mux_pool import MuxPool
 from clusterlink.transport.pool import WarmPool
 from clusterlink.transport.tls import TLSLayer, TLSTransport
 
-__all__ = ["PeerConnector", "TunnelRefused"]
+__all__ = ["PeerConnector"]
 
 
-class TunnelRefused(ClusterLinkError):
-    """The target gateway answered the CONNECT with a refusal (403, 404, 502, ...)."""
-
-    def __init__(self, peer: str, verdict: Verdict) -> None:
-        self.verdict = verdict
-        super().__init__(
-            f"peer {peer} answered {verdict.status} {verdict.reason}: {verdict.message}"
-        )
+def _refused(peer: str, verdict: Verdict) -> TunnelRefused:
+    return TunnelRefused(
+        peer, status=verdict.status, reason=verdict.reason, message=verdict.message
+    )
 
 
 class _NoMultiplex(PeerUnreachable):
@@ -83,13 +80,14 @@ class _AwaitVerdict(asyncio.Protocol):
     def _parse(self) -> None:
         try:
             event = self.conn.next_event()
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             self.answer.set_exception(PeerUnreachable(f"{self.what}: {exc}"))
             return
         if event is NEED_DATA:
             return
-        if not isinstance(event, Verdict):
-            self.answer.set_exception(PeerUnreachable(f"{self.what}: unexpected answer {event}"))
+        if not isinstance(event, Verdict):  # a CONNECT is answered with a verdict, or broken
+            kind = type(event).__name__
+            self.answer.set_exception(PeerUnreachable(f"{self.what} answered with a {kind}"))
             return
         assert self.transport is not None
         self.transport.pause_reading()  # what follows belongs to the relay
@@ -132,11 +130,26 @@ class PeerConnector:
 
         return dial
 
+    def _basic_dialer(
+        self, peer: str, gateway: Gateway
+    ) -> Callable[[asyncio.Protocol], Awaitable[TLSLayer]]:
+        """Dials for the basic mode, which every peer listener speaks: a connection that
+        did not select it reached something else (an admin API port), and says so."""
+        dial = self._dialer(peer, gateway, self._context)
+        where = format_address((gateway.host, gateway.port))
+
+        async def dial_basic(app: asyncio.Protocol) -> TLSLayer:
+            layer = await dial(app)
+            expect_peer_listener(layer, where)
+            return layer
+
+        return dial_basic
+
     def _pool(self, peer: str, gateway: Gateway) -> WarmPool:
         key = (peer, gateway.host, gateway.port)
         pool = self._pools.get(key)
         if pool is None:
-            dial = self._dialer(peer, gateway, self._context)
+            dial = self._basic_dialer(peer, gateway)
             settings = self._settings
             pool = WarmPool(dial, size=settings.pool_size, max_idle_s=settings.pool_max_idle_s)
             self._pools[key] = pool
@@ -208,7 +221,7 @@ class PeerConnector:
             session, _ = await pool.session()
             stream, verdict = await session.open_stream(export, attributes)
         if not verdict.is_allowed:
-            raise TunnelRefused(peer, verdict)
+            raise _refused(peer, verdict)
         return stream, b""
 
     async def _connect(
@@ -248,7 +261,7 @@ class PeerConnector:
             raise
         if not verdict.is_allowed:
             layer.abort()
-            raise TunnelRefused(peer, verdict)
+            raise _refused(peer, verdict)
         return layer.transport, reader.conn.trailing_data
 
     def close(self) -> None:

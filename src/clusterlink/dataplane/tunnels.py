@@ -1,4 +1,10 @@
-"""The set of open tunnels: for the idle sweeper, for shutdown, for counting.
+"""The set of open tunnels: their end, the idle sweeper, revocation, shutdown, counting.
+
+Both directions open their tunnels here with a ``TunnelInfo``, so what happens when a tunnel
+ends is written once: its slots are given back, its bytes counted, and one log line says
+``<direction> closed <what> bytes_up=... bytes_down=... duration_s=...`` (``bytes_up`` is
+always client -> service). Whether the current resources still allow a tunnel is asked only
+on request (``close_revoked``), through the ``still_allowed`` check its opener gave.
 
 Idle detection follows mitmproxy's watchdog idea, made cheaper still: the relay's hot path
 only adds to byte counters, and one sweeper task per gateway looks at every tunnel once per
@@ -13,22 +19,42 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
+from clusterlink.controlplane.catalog import Catalog, Snapshot
 from clusterlink.dataplane.limits import Limit
 from clusterlink.dataplane.relay import Relay, RelayResult
-from clusterlink.metrics import GatewayMetrics, TunnelLabels, TunnelSample
+from clusterlink.metrics import GatewayMetrics, TunnelSample
 
-__all__ = ["TunnelRegistry"]
+__all__ = ["TunnelInfo", "TunnelRegistry"]
 
 log = logging.getLogger("clusterlink.tunnels")
+_LOGS = {
+    "egress": logging.getLogger("clusterlink.egress"),
+    "ingress": logging.getLogger("clusterlink.ingress"),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelInfo:
+    """What a tunnel is, for its metrics, its closing log line and its revocation."""
+
+    direction: Literal["egress", "ingress"]
+    resource: str  # the Import (egress) or Export (ingress), ``namespace/name``
+    peer: str  # the other gateway's peer name
+    what: str  # the log lines' subject: "import=... client=... source=..." or "peer=..."
+    release: Callable[[], None]  # gives back the slots the tunnel holds
+    still_allowed: Callable[[Snapshot], bool]  # would the current resources open it now?
 
 
 class TunnelRegistry:
-    def __init__(self, *, idle_timeout_s: float, metrics: GatewayMetrics) -> None:
+    def __init__(self, *, idle_timeout_s: float, metrics: GatewayMetrics, catalog: Catalog) -> None:
         # Each open relay with the check that says whether the current resources still
         # allow it (run only on request, see ``close_revoked``).
-        self._relays: dict[Relay, Callable[[], bool]] = {}
+        self._relays: dict[Relay, Callable[[Snapshot], bool]] = {}
         self._metrics = metrics
+        self._catalog = catalog
         self._idle_timeout_s = idle_timeout_s
         self._sweeper: asyncio.Task[None] | None = None
         self.n_closed = 0  # tunnels ended since the gateway started
@@ -37,23 +63,30 @@ class TunnelRegistry:
         return len(self._relays)
 
     def open(
-        self,
-        client: asyncio.Transport,
-        service: asyncio.Transport,
-        on_close: Callable[[RelayResult], None],
-        labels: TunnelLabels,
-        still_allowed: Callable[[], bool],
+        self, client: asyncio.Transport, service: asyncio.Transport, info: TunnelInfo
     ) -> Relay:
-        """Relay between two transports, tracked here until it ends."""
+        """Relay between two transports (``client`` is the side that opened the tunnel),
+        tracked here until it ends."""
+        labels = (info.direction, info.resource, info.peer)
+        started = asyncio.get_running_loop().time()
 
         def closed(result: RelayResult) -> None:
             self._relays.pop(relay, None)
             self.n_closed += 1
+            info.release()
             self._metrics.tunnel_closed(labels, result.bytes_up, result.bytes_down)
-            on_close(result)
+            _LOGS[info.direction].info(
+                "%s closed %s bytes_up=%d bytes_down=%d duration_s=%.3f%s",
+                info.direction,
+                info.what,
+                result.bytes_up,
+                result.bytes_down,
+                asyncio.get_running_loop().time() - started,
+                f" error={result.error!r}" if result.error else "",
+            )
 
         relay = Relay(client, service, on_close=closed, labels=labels)
-        self._relays[relay] = still_allowed
+        self._relays[relay] = info.still_allowed
         return relay
 
     def close_revoked(self) -> int:
@@ -62,7 +95,8 @@ class TunnelRegistry:
         By default a change of policy or Peer applies to *new* connections only; this is what
         ``apply/delete --close-tunnels`` asks for on top.
         """
-        revoked = [relay for relay, allowed in list(self._relays.items()) if not allowed()]
+        snapshot = self._catalog.snapshot
+        revoked = [r for r, allowed in list(self._relays.items()) if not allowed(snapshot)]
         for relay in revoked:
             relay.close("revoked: no longer allowed by this gateway's resources")
         if revoked:

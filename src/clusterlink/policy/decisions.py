@@ -1,7 +1,7 @@
 """What a policy decision says, and who said it.
 
 Every decision names the policy that made it (DESIGN.md §4), so that a denied connection's
-log line and ``AuthorizationDenied.decided_by`` tell the operator which resource to look at.
+log line, its metrics and its status tell the operator which resource to look at.
 ``decided_by`` is ``namespace/name`` for an AccessPolicy, the bare ``name`` for a
 PrivilegedAccessPolicy (they are cluster-wide), or ``"default deny"`` when nothing matched.
 """

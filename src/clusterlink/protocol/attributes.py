@@ -16,7 +16,7 @@ import binascii
 import re
 from collections.abc import Mapping
 
-from clusterlink.errors import ProtocolError
+from clusterlink.errors import RemoteProtocolError
 from clusterlink.protocol.wire import (
     ATTRIBUTES_HEADER,
     MAX_ATTRIBUTE_BYTES,
@@ -42,11 +42,11 @@ def decode_attributes(
     max_entries: int = MAX_ATTRIBUTE_ENTRIES,
     max_bytes: int = MAX_ATTRIBUTE_BYTES,
 ) -> dict[str, str]:
-    """The attributes in a header value; ``ProtocolError`` (400, ``malformed``) if invalid."""
+    """The attributes in a header value; ``RemoteProtocolError`` (400, ``malformed``) if invalid."""
     try:
         return _decode(encoded, max_entries=max_entries, max_bytes=max_bytes)
     except ValueError as exc:
-        raise ProtocolError(
+        raise RemoteProtocolError(
             f"invalid {ATTRIBUTES_HEADER.decode()} header: it {exc}", status=400, reason="malformed"
         ) from None
 

@@ -5,9 +5,9 @@ health requests, then at most one CONNECT. Like the server side it only translat
 caller writes the bytes, feeds back what it reads (``b""`` for EOF) and acts on the events.
 
 A refusal is an event (``Verdict``), not an exception: it is the peer following the
-protocol. ``ProtocolError`` (status 502, reason ``malformed``) means the peer's answer was
+protocol. ``RemoteProtocolError`` (status 502, reason ``malformed``) means the peer's answer was
 not one this protocol allows; the connection is then useless. Asking for a second request
-before the first is answered, or after the tunnel opened, raises ``RuntimeError``.
+before the first is answered, or after the tunnel opened, raises ``LocalProtocolError``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Final, Literal, TypeAlias
 
 import h11
 
-from clusterlink.errors import ProtocolError
+from clusterlink.errors import LocalProtocolError, RemoteProtocolError
 from clusterlink.protocol.attributes import encode_attributes
 from clusterlink.protocol.events import NEED_DATA, ExportRef, Health, Signal, Verdict
 from clusterlink.protocol.wire import (
@@ -96,10 +96,10 @@ class PeerClientConnection:
     def next_event(self) -> ClientEvent:
         """The answer to the pending request, or ``NEED_DATA``."""
         if self._phase not in (_Phase.AWAITING_HEALTH, _Phase.AWAITING_VERDICT):
-            raise RuntimeError(f"next_event() while {self._phase.name}: no request pending")
+            raise LocalProtocolError(f"next_event() while {self._phase.name}: no request pending")
         try:
             return self._read()
-        except ProtocolError:
+        except RemoteProtocolError:
             self._phase = _Phase.CLOSED
             raise
         except h11.RemoteProtocolError as exc:
@@ -112,12 +112,12 @@ class PeerClientConnection:
     def trailing_data(self) -> bytes:
         """Bytes received after the ``200`` (so far): the first bytes of the tunnel."""
         if self._phase is not _Phase.TUNNEL:
-            raise RuntimeError(f"trailing_data while {self._phase.name}: no tunnel yet")
+            raise LocalProtocolError(f"trailing_data while {self._phase.name}: no tunnel yet")
         return self._h11.trailing_data[0]
 
     def _begin(self, phase: _Phase) -> None:
         if self._phase is not _Phase.IDLE:
-            raise RuntimeError(f"cannot send a request while {self._phase.name}")
+            raise LocalProtocolError(f"cannot send a request while {self._phase.name}")
         self._phase = phase
 
     def _read(self) -> ClientEvent:
@@ -163,9 +163,12 @@ def _parse_health(body: bytes) -> Health:
         if not (isinstance(name, str) and isinstance(labels, dict) and isinstance(version, str)):
             raise ValueError("lacks a string name, a labels object or a string version")
         labels = as_string_map(labels)
+        peered = fields.get("peered")
+        if peered is not None and not isinstance(peered, bool):
+            raise ValueError("has a peered field that is not true or false")
     except ValueError as exc:
         raise _bad_answer(f"health answer {exc}") from None
-    return Health(name, labels, version)
+    return Health(name, labels, version, peered)
 
 
 def _parse_refusal(status: int, body: bytes) -> Verdict:
@@ -179,5 +182,5 @@ def _parse_refusal(status: int, body: bytes) -> Verdict:
     return Verdict(status, reason, message)
 
 
-def _bad_answer(message: str) -> ProtocolError:
-    return ProtocolError(message, status=502, reason="malformed")
+def _bad_answer(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, status=502, reason="malformed")

@@ -22,12 +22,12 @@ Refusal reasons are short tokens a program can branch on; the message is for peo
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from clusterlink.errors import ProtocolError, ValidationError
+from clusterlink.errors import RemoteProtocolError, ValidationError
+from clusterlink.ids import NamespacedName, is_dns_label, is_dns_subdomain
 
 __all__ = [
     "CLOSED",
@@ -54,11 +54,6 @@ class Signal(enum.Enum):
 NEED_DATA: Final = Signal.NEED_DATA
 CLOSED: Final = Signal.CLOSED
 
-_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
-_NAMESPACE = re.compile(_DNS_LABEL)
-_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
-_MAX_NAME_LENGTH = 253
-
 
 @dataclass(frozen=True, slots=True)
 class ExportRef:
@@ -72,12 +67,12 @@ class ExportRef:
     name: str
 
     def __post_init__(self) -> None:
-        if not _NAMESPACE.fullmatch(self.namespace):
+        if not is_dns_label(self.namespace):
             raise ValidationError(
                 f"export namespace {self.namespace!r} is not a DNS-1123 label "
                 "(lower-case letters, digits and '-', at most 63)"
             )
-        if len(self.name) > _MAX_NAME_LENGTH or not _NAME.fullmatch(self.name):
+        if not is_dns_subdomain(self.name):
             raise ValidationError(
                 f"export name {self.name!r} is not a DNS-1123 subdomain "
                 "(dot-separated DNS labels, at most 253)"
@@ -93,6 +88,11 @@ class ExportRef:
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def key(self) -> NamespacedName:
+        """The export's key in this gateway's resources."""
+        return NamespacedName(self.namespace, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +114,18 @@ class ConnectRequest:
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """A gateway's answer to a heartbeat: who it is and the labels its policies may match."""
+    """A gateway's answer to a heartbeat: who it is, the labels its policies may match, and
+    whether the caller is one of its Peers (``peered``).
+
+    ``peered`` lets the caller tell "reachable and will take my tunnels" from "reachable but
+    refuses every tunnel, because I am not a Peer there" without opening one. ``None``: the
+    answer did not say (an older gateway).
+    """
 
     name: str
     labels: Mapping[str, str]
     version: str
+    peered: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +170,6 @@ class Verdict:
         return cls(503, "overloaded", message)
 
     @classmethod
-    def from_error(cls, error: ProtocolError) -> Verdict:
+    def from_error(cls, error: RemoteProtocolError) -> Verdict:
         """The refusal that answers a request the server could not accept."""
         return cls(error.status, error.reason, str(error))

@@ -46,7 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from clusterlink.errors import ProtocolError, ValidationError
+from clusterlink.errors import RemoteProtocolError, ValidationError
 from clusterlink.protocol.attributes import decode_attributes, encode_attributes
 from clusterlink.protocol.events import ConnectRequest, ExportRef, Verdict
 from clusterlink.protocol.wire import (
@@ -132,7 +132,7 @@ class StreamRefused:
     """Server side: a request this layer refused itself (already answered); for the log."""
 
     stream_id: int
-    error: ProtocolError
+    error: RemoteProtocolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +268,7 @@ class MuxConnection:
     # -- bytes in ------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[MuxEvent]:
-        """Events for ``data``; a ``ProtocolError`` means the connection must be closed.
+        """Events for ``data``; a ``RemoteProtocolError`` means the connection must be closed.
 
         ``data`` must not change afterwards: DATA events are slices of it. The parser is in
         one of three states: inside a DATA payload (its bytes are passed on as they come, so
@@ -310,10 +310,10 @@ class MuxConnection:
             kind, length = word >> 24, word & 0xFFFFFF
             if kind == DATA:
                 if length > _MAX_DATA_FRAME:
-                    raise ProtocolError(f"DATA frame of {length} bytes is over the limit")
+                    raise RemoteProtocolError(f"DATA frame of {length} bytes is over the limit")
                 self._data_stream, self._data_left = stream_id, length
             elif length > _MAX_CONTROL_BYTES:
-                raise ProtocolError(f"frame of type {kind} with {length} bytes is too large")
+                raise RemoteProtocolError(f"frame of type {kind} with {length} bytes is too large")
             elif size - pos >= length:  # the whole control frame is here: no buffering
                 payload = bytes(view[pos : pos + length])
                 pos += length
@@ -327,12 +327,12 @@ class MuxConnection:
         if stream is None:
             return  # reset or forgotten by us: the bytes are dropped
         if stream.remote_ended:
-            raise ProtocolError(f"DATA on stream {stream_id} after its END")
+            raise RemoteProtocolError(f"DATA on stream {stream_id} after its END")
         if self._client_side and not stream.answered:
-            raise ProtocolError(f"DATA on stream {stream_id} before its verdict")
+            raise RemoteProtocolError(f"DATA on stream {stream_id} before its verdict")
         stream.recv_credit -= len(data)
         if stream.recv_credit < 0:
-            raise ProtocolError(f"stream {stream_id} sent past its flow-control window")
+            raise RemoteProtocolError(f"stream {stream_id} sent past its flow-control window")
         events.append(StreamData(stream_id, data))  # never empty: see receive_data
 
     def _on_control(
@@ -356,12 +356,12 @@ class MuxConnection:
                 events.append(StreamReset(stream_id, code))
         elif kind == WINDOW:
             if len(payload) != 4 or stream_id == 0:
-                raise ProtocolError("malformed WINDOW frame")
+                raise RemoteProtocolError("malformed WINDOW frame")
             stream = self._streams.get(stream_id)
             if stream is not None:
                 stream.send_window += _U32.unpack(payload)[0]
                 if stream.send_window > _MAX_STREAM_ID:
-                    raise ProtocolError(f"window of stream {stream_id} grew past 2 GiB")
+                    raise RemoteProtocolError(f"window of stream {stream_id} grew past 2 GiB")
                 events.append(WindowOpened(stream_id))
         elif kind == GOAWAY:
             last = _U32.unpack(payload[:4])[0] if len(payload) >= 4 else 0
@@ -371,15 +371,15 @@ class MuxConnection:
 
     def _on_settings(self, payload: bytes, events: list[MuxEvent]) -> None:
         if len(payload) % _SETTING.size:
-            raise ProtocolError("malformed SETTINGS frame")
+            raise RemoteProtocolError("malformed SETTINGS frame")
         self._settings_received += 1
         if self._settings_received > _MAX_SETTINGS_FRAMES:
-            raise ProtocolError(f"more than {_MAX_SETTINGS_FRAMES} SETTINGS frames")
+            raise RemoteProtocolError(f"more than {_MAX_SETTINGS_FRAMES} SETTINGS frames")
         for offset in range(0, len(payload), _SETTING.size):
             setting, value = _SETTING.unpack_from(payload, offset)
             if setting == _SETTING_WINDOW:
                 if not 1024 <= value < 2**31:
-                    raise ProtocolError(f"stream window {value} out of range")
+                    raise RemoteProtocolError(f"stream window {value} out of range")
                 delta, self._peer_window = value - self._peer_window, value
                 for stream in self._streams.values():
                     stream.send_window += delta
@@ -391,9 +391,9 @@ class MuxConnection:
 
     def _on_open(self, stream_id: int, payload: bytes, events: list[MuxEvent]) -> None:
         if self._client_side:
-            raise ProtocolError("a server may not open streams")
+            raise RemoteProtocolError("a server may not open streams")
         if stream_id % 2 == 0 or stream_id <= self._highest_peer_id:
-            raise ProtocolError(f"stream id {stream_id} is not a new odd id")
+            raise RemoteProtocolError(f"stream id {stream_id} is not a new odd id")
         self._highest_peer_id = stream_id
         if self._draining:
             self._out.append(_frame(RESET, stream_id, _U32.pack(RESET_REFUSED)))
@@ -401,7 +401,7 @@ class MuxConnection:
         if len(self._streams) >= self.settings.max_concurrent_streams:
             # A client that keeps to our SETTINGS never gets here; one that opened before
             # they arrived, or ignores them, gets an answer it can act on at once.
-            error = ProtocolError(
+            error = RemoteProtocolError(
                 f"{len(self._streams)} streams are open on this connection, the limit",
                 status=503,
                 reason="overloaded",
@@ -416,7 +416,7 @@ class MuxConnection:
         stream = self._streams[stream_id] = _Stream(self._peer_window, credit)
         try:
             request = _parse_open(payload)
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             stream.answered = True
             self.send_verdict(stream_id, Verdict.from_error(exc))
             events.append(StreamRefused(stream_id, exc))
@@ -452,7 +452,7 @@ class MuxConnection:
             target += "\n" + encode_attributes(attributes)
         payload = target.encode("ascii")
         if len(payload) > _MAX_CONTROL_BYTES:  # the peer would close the whole connection
-            raise ProtocolError(
+            raise RemoteProtocolError(
                 f"the client attributes of this tunnel encode to {len(payload)} bytes, "
                 f"over the limit of {_MAX_CONTROL_BYTES}"
             )
@@ -464,12 +464,12 @@ class MuxConnection:
 
     def _on_verdict(self, stream_id: int, payload: bytes, events: list[MuxEvent]) -> None:
         if not self._client_side:
-            raise ProtocolError("a client may not send a verdict")
+            raise RemoteProtocolError("a client may not send a verdict")
         stream = self._streams.get(stream_id)
         if stream is None or stream.answered:
             return  # a stream we gave up on
         if len(payload) < 2:
-            raise ProtocolError("malformed VERDICT frame")
+            raise RemoteProtocolError("malformed VERDICT frame")
         status = _U16.unpack(payload[:2])[0]
         stream.answered = True
         if status == 200:
@@ -557,12 +557,12 @@ def _parse_open(payload: bytes) -> ConnectRequest:
     try:
         text = payload.decode("ascii")
     except UnicodeDecodeError:
-        raise ProtocolError("OPEN target is not ASCII") from None
+        raise RemoteProtocolError("OPEN target is not ASCII") from None
     target, newline, encoded = text.partition("\n")
     try:
         export = ExportRef.parse(target)
     except ValidationError as exc:
-        raise ProtocolError(f"bad OPEN target {target[:100]!r}: {exc}") from None
+        raise RemoteProtocolError(f"bad OPEN target {target[:100]!r}: {exc}") from None
     if not newline:
         return ConnectRequest(export, {})
     attributes = decode_attributes(

@@ -13,10 +13,10 @@ Rules, in the order a connection meets them:
    tunnel, any refusal carries ``connection: close`` and ends it.
 3. Bytes that arrived behind the CONNECT head already belong to the tunnel; after the ``200``
    they are in ``trailing_data`` and must be relayed, never dropped.
-4. A request the server cannot accept raises ``ProtocolError`` whose ``status`` and ``reason``
+4. A request the server cannot accept raises ``RemoteProtocolError`` whose ``status`` and ``reason``
    are the refusal to send (``send_error``). No other exception comes from peer bytes.
 5. Misuse by the caller (answering twice or out of turn, reading a tunnel as HTTP) raises
-   ``RuntimeError``: that is our bug, not the peer's.
+   ``LocalProtocolError``: that is our bug, not the peer's.
 
 h11 does the HTTP/1.1 framing; this module keeps it to the two requests we serve and owns
 the size limits, because h11 only bounds heads that arrive incomplete.
@@ -30,7 +30,7 @@ from typing import Final, Literal, TypeAlias
 
 import h11
 
-from clusterlink.errors import ProtocolError, ValidationError
+from clusterlink.errors import LocalProtocolError, RemoteProtocolError, ValidationError
 from clusterlink.protocol.attributes import decode_attributes
 from clusterlink.protocol.events import (
     CLOSED,
@@ -110,7 +110,7 @@ class PeerServerConnection:
 
         While a request waits for its answer this is ``NEED_DATA``: later bytes stay buffered
         (after a CONNECT they become ``trailing_data``). ``CLOSED`` comes when the peer closed
-        cleanly between requests, or after a refusal was sent. Raises ``ProtocolError`` for a
+        cleanly between requests, or after a refusal was sent. Raises ``RemoteProtocolError`` for a
         request that must be refused.
         """
         if self._phase is _Phase.CLOSED:
@@ -118,7 +118,9 @@ class PeerServerConnection:
         if self._phase in (_Phase.ANSWERING_HEALTH, _Phase.ANSWERING_CONNECT):
             return NEED_DATA  # like h11's PAUSED: bytes wait in the buffer until we answer
         if self._phase is not _Phase.READING:
-            raise RuntimeError(f"next_event() while {self._phase.name}: nothing to read as HTTP")
+            raise LocalProtocolError(
+                f"next_event() while {self._phase.name}: nothing to read as HTTP"
+            )
         try:
             event = self._h11.next_event()
             if event is h11.NEED_DATA:
@@ -133,12 +135,12 @@ class PeerServerConnection:
         except h11.RemoteProtocolError as exc:
             self._phase = _Phase.FAILED
             hint = exc.error_status_hint
-            raise ProtocolError(
+            raise RemoteProtocolError(
                 f"malformed HTTP request: {exc}",
                 status=hint if 400 <= hint < 500 else 400,
                 reason="too-large" if hint == 431 else "malformed",
             ) from None
-        except ProtocolError:
+        except RemoteProtocolError:
             self._phase = _Phase.FAILED
             raise
         if type(request) is ConnectRequest:
@@ -150,10 +152,17 @@ class PeerServerConnection:
     def send_health(self, health: Health) -> bytes:
         """The answer to a ``HealthRequest``; the connection then awaits the next request."""
         if self._phase is not _Phase.ANSWERING_HEALTH:
-            raise RuntimeError(f"send_health() while {self._phase.name}: no heartbeat to answer")
-        body = dump_json(
-            {"name": health.name, "labels": dict(health.labels), "version": health.version}
-        )
+            raise LocalProtocolError(
+                f"send_health() while {self._phase.name}: no heartbeat to answer"
+            )
+        fields: dict[str, object] = {
+            "name": health.name,
+            "labels": dict(health.labels),
+            "version": health.version,
+        }
+        if health.peered is not None:
+            fields["peered"] = health.peered
+        body = dump_json(fields)
         data = render(
             self._h11,
             (
@@ -181,13 +190,17 @@ class PeerServerConnection:
         """
         if verdict.is_allowed:
             if self._phase is not _Phase.ANSWERING_CONNECT:
-                raise RuntimeError(f"cannot allow while {self._phase.name}: no CONNECT pending")
+                raise LocalProtocolError(
+                    f"cannot allow while {self._phase.name}: no CONNECT pending"
+                )
             self._phase = _Phase.TUNNEL
             # Always these exact bytes: h11 would add "connection: close" if the request
             # asked for it, which means nothing for a tunnel. h11 is not used after this.
             return _ALLOW_BYTES
         if self._phase in (_Phase.TUNNEL, _Phase.CLOSED):
-            raise RuntimeError(f"cannot refuse while {self._phase.name}: the HTTP phase is over")
+            raise LocalProtocolError(
+                f"cannot refuse while {self._phase.name}: the HTTP phase is over"
+            )
         self._phase = _Phase.CLOSED
         body = dump_json({"reason": verdict.reason, "message": verdict.message})
         head = h11.Response(
@@ -199,8 +212,8 @@ class PeerServerConnection:
             return render(self._h11, (head, h11.EndOfMessage()))
         return render(self._h11, (head, h11.Data(data=body), h11.EndOfMessage()))
 
-    def send_error(self, error: ProtocolError) -> bytes:
-        """The refusal for a ``ProtocolError`` raised by ``next_event``."""
+    def send_error(self, error: RemoteProtocolError) -> bytes:
+        """The refusal for a ``RemoteProtocolError`` raised by ``next_event``."""
         return self.send_verdict(Verdict.from_error(error))
 
     @property
@@ -211,11 +224,11 @@ class PeerServerConnection:
         fed EOF before that, the EOF stands behind these bytes: pass it on after them.
         """
         if self._phase is not _Phase.TUNNEL:
-            raise RuntimeError(f"trailing_data while {self._phase.name}: no tunnel yet")
+            raise LocalProtocolError(f"trailing_data while {self._phase.name}: no tunnel yet")
         return self._h11.trailing_data[0]
 
     def _accept(self, request: h11.Request) -> ConnectRequest | HealthRequest:
-        """Our request for ``request``, or the ``ProtocolError`` that refuses it."""
+        """Our request for ``request``, or the ``RemoteProtocolError`` that refuses it."""
         self._is_head_request = request.method == b"HEAD"
         size = _REQUEST_LINE_OVERHEAD + len(request.method) + len(request.target)
         attributes: bytes | None = None
@@ -231,7 +244,7 @@ class PeerServerConnection:
             elif name == b"transfer-encoding":
                 has_body = True
         if size > self._max_head_bytes:
-            raise ProtocolError(
+            raise RemoteProtocolError(
                 f"request head is about {size} bytes, over the limit of {self._max_head_bytes}",
                 status=431,
                 reason="too-large",
@@ -239,7 +252,7 @@ class PeerServerConnection:
         if request.http_version != b"1.1":
             raise _malformed(f"HTTP/{request.http_version.decode()} request; use HTTP/1.1")
         if request.method not in (b"GET", b"CONNECT"):
-            raise ProtocolError(
+            raise RemoteProtocolError(
                 f"method {request.method.decode()!r} is not served; "
                 "use GET /healthz or CONNECT <namespace>/<name>",
                 status=405,
@@ -249,7 +262,7 @@ class PeerServerConnection:
             raise _malformed(f"{request.method.decode()} request with a body; send none")
         if request.method == b"GET":
             if request.target != HEALTH_PATH:
-                raise ProtocolError(
+                raise RemoteProtocolError(
                     f"path {request.target.decode()!r} is not served; use /healthz",
                     status=404,
                     reason="unknown-path",
@@ -271,5 +284,5 @@ class PeerServerConnection:
         )
 
 
-def _malformed(message: str) -> ProtocolError:
-    return ProtocolError(message, status=400, reason="malformed")
+def _malformed(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, status=400, reason="malformed")

@@ -13,32 +13,12 @@ import contextlib
 import socket
 import ssl
 
+from clusterlink.addresses import Address, format_address
 from clusterlink.errors import CertificateError, PeerUnreachable
+from clusterlink.protocol import ALPN_PROTOCOL
 from clusterlink.transport.tls import TLSLayer
 
-__all__ = ["Address", "dial_tcp", "dial_tls", "format_address", "parse_address"]
-
-Address = tuple[str, int]
-
-
-def parse_address(text: str, *, what: str = "address") -> Address:
-    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError with a clear message."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{what} {text!r} is not HOST:PORT")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"{what} {text!r}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{what} {text!r}: port must be 0..65535")
-    return host, port
-
-
-def format_address(addr: Address | tuple[str, int, int, int]) -> str:
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+__all__ = ["dial_tcp", "dial_tls", "expect_peer_listener"]
 
 
 async def dial_tcp(
@@ -104,3 +84,23 @@ async def dial_tls(
             f"TLS handshake with {what} at {format_address(addr)} failed: {exc}"
         ) from exc
     return layer
+
+
+def expect_peer_listener(layer: TLSLayer, where: str) -> None:
+    """Check that a connection made offering the basic mode reached a peer listener.
+
+    A peer's address must be its peer listener (``--listen``), and the usual mistake is the
+    other gateway's ``--admin-listen`` port, which says nothing helpful by itself (it answers
+    a heartbeat or a CONNECT with a 403 about admin certificates). Told apart at the
+    handshake: a peer listener always selects the basic protocol (``clusterlink/1``) when it
+    is offered, while the admin API selects none. Nothing else can get this far: the
+    certificate has already verified as the peer's, issued by the fabric, and a gateway's
+    only other TLS listener is the admin API. Checked before any request, so the other
+    gateway does not log an admin refusal for each attempt. The connection is aborted.
+    """
+    if layer.get_extra_info("alpn_protocol") != ALPN_PROTOCOL:
+        layer.abort()
+        raise PeerUnreachable(
+            f"{where} is an admin API port, not a peer listener: use the port of the "
+            "peer's --listen"
+        )

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from clusterlink.errors import PeerUnreachable, ProtocolError
+from clusterlink.errors import PeerUnreachable, RemoteProtocolError
 from clusterlink.protocol import ExportRef, Verdict
 from clusterlink.protocol.mux import (
     ConnectionEnded,
@@ -338,7 +338,7 @@ class MuxSession(asyncio.Protocol):
             return  # closed by us: what the TLS layer still had decrypted goes nowhere
         try:
             events = self.mux.receive_data(data)
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             log.warning("closing multiplexed connection to %s: %s", self.peer_name or "?", exc)
             self.flush()
             self._close_all(ConnectionResetError(str(exc)))
