@@ -37,6 +37,23 @@ def test_apply_with_an_invalid_second_document_stores_neither(link: Link) -> Non
     assert (first.rc, first.stderr) == (1, f"error: export {ns}/first not found\n")
 
 
+def test_an_export_without_host_is_refused_by_a_standalone_gateway(link: Link) -> None:
+    """The original's form (no host: the Service of the Export's name) is valid in Kubernetes
+    mode only; a standalone gateway says so, naming the field, and stores nothing."""
+    ns = link.namespace
+    document = export("no-host", ns, 8080)
+    del document["spec"]["host"]
+
+    done = link.target.cl("apply", "-f", "-", stdin=yaml_stream(document))
+
+    assert done.rc == 1, done
+    assert done.stderr == (
+        f"error: export {ns}/no-host: spec.host is required by a standalone gateway (leaving "
+        "it out means the Service of the Export's name, in Kubernetes mode only)\n"
+    )
+    assert link.target.cl("get", "export", "no-host", "-n", ns).rc == 1
+
+
 @pytest.mark.parametrize("verb", ["get", "delete"])
 def test_missing_resource_exits_1_with_not_found(link: Link, verb: str) -> None:
     done = link.source.cl(verb, "import", "nosuch", "-n", link.namespace)

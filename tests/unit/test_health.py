@@ -119,8 +119,17 @@ def peer(name: str, *ports: int) -> Peer:
 
 
 def test_status_of_a_peer_never_heard_from() -> None:
-    state = PeerState(Reachability(5, 3))
+    state = PeerState(Reachability(5, 3), since=datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
     assert state.status() == {
+        "conditions": [
+            {
+                "type": "PeerReachable",
+                "status": "Unknown",
+                "reason": "NoHeartbeatYet",
+                "message": "no heartbeat yet",
+                "lastTransitionTime": "2024-05-01T12:00:00Z",
+            }
+        ],
         "reachable": None,
         "peered": None,
         "reason": "no heartbeat yet",
@@ -138,8 +147,18 @@ def test_status_of_a_peer_heard_from_is_a_valid_peer_status() -> None:
     state.last_seen = datetime(2024, 5, 1, 12, 30, 5, 250000, tzinfo=UTC)
     state.rtt_ms = 1.234567
     state.peered = True
+    state.since = datetime(2024, 5, 1, 12, 30, 4, tzinfo=UTC)
     status = state.status()
     assert status == {
+        "conditions": [
+            {
+                "type": "PeerReachable",
+                "status": "True",
+                "reason": "Heartbeat",
+                "message": "heartbeat ok",
+                "lastTransitionTime": "2024-05-01T12:30:04Z",
+            }
+        ],
         "reachable": True,
         "peered": True,
         "reason": "heartbeat ok",

@@ -141,7 +141,12 @@ def test_status_is_kept_across_re_apply_and_incoming_status_is_ignored(store):
     assert [o.result for o in store.apply([changed])] == ["configured"]
     got = store.get(key)
     assert got.spec == changed.spec
-    assert to_dict(got)["status"] == {"reachable": True, "labels": {"env": "prod"}, "rttMs": 1.5}
+    assert to_dict(got)["status"] == {
+        "conditions": [],
+        "reachable": True,
+        "labels": {"env": "prod"},
+        "rttMs": 1.5,
+    }
 
 
 def test_status_given_at_creation_is_not_stored(store):
@@ -243,7 +248,7 @@ def test_delete_is_all_or_nothing(store):
 
 
 def test_a_batch_with_a_bad_document_stores_nothing(store):
-    text = ALL_KINDS + "---\n" + HEAD + "kind: Export\nmetadata: {name: x}\nspec: {port: 1}\n"
+    text = ALL_KINDS + "---\n" + HEAD + "kind: Export\nmetadata: {name: x}\nspec: {port: -1}\n"
     with pytest.raises(ValidationError, match="document 6"):
         store.apply(parse_documents(text))
     assert everything(store) == []

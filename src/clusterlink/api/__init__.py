@@ -27,6 +27,7 @@ from clusterlink.api.kinds import (
 from clusterlink.api.names import PeerName, validate_peer_name
 from clusterlink.api.resources import (
     API_VERSION,
+    IMPORT_NAME_MAX,
     AccessPolicy,
     AccessPolicySpec,
     Action,
@@ -35,6 +36,7 @@ from clusterlink.api.resources import (
     EmptyStatus,
     Export,
     ExportSpec,
+    ExportStatus,
     Gateway,
     Import,
     ImportSource,
@@ -57,6 +59,7 @@ from clusterlink.api.resources import (
 
 __all__ = [
     "API_VERSION",
+    "IMPORT_NAME_MAX",
     "KINDS",
     "AccessPolicy",
     "AccessPolicySpec",
@@ -66,6 +69,7 @@ __all__ = [
     "EmptyStatus",
     "Export",
     "ExportSpec",
+    "ExportStatus",
     "Gateway",
     "Import",
     "ImportSource",

@@ -38,6 +38,7 @@ from clusterlink.policy import Side, key_problem
 
 __all__ = [
     "API_VERSION",
+    "IMPORT_NAME_MAX",
     "UNSUPPORTED_FIELDS",
     "AccessPolicy",
     "AccessPolicySpec",
@@ -47,6 +48,7 @@ __all__ = [
     "EmptyStatus",
     "Export",
     "ExportSpec",
+    "ExportStatus",
     "Gateway",
     "Import",
     "ImportSource",
@@ -137,6 +139,17 @@ class EmptyStatus(_Model):
     """Nothing is reported for this kind yet; typed so that made-up fields are refused."""
 
 
+class Condition(_Model):
+    """One aspect of a resource's state, shaped as Kubernetes' ``metav1.Condition`` so that
+    tools reading conditions (``kubectl wait --for=condition=...``) read ours too."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str  # CamelCase, for programs
+    message: str = ""  # for people
+    last_transition_time: str  # when ``status`` last changed (RFC 3339, UTC)
+
+
 # --- Peer -------------------------------------------------------------------------------------
 
 
@@ -150,6 +163,7 @@ class PeerSpec(_Model):
 
 
 class PeerStatus(_Model):
+    conditions: list[Condition] = Field(default_factory=list)  # PeerReachable
     reachable: bool | None = None
     # Whether the peer has a Peer for this gateway (else it refuses every tunnel from here);
     # None until a heartbeat said.
@@ -173,8 +187,16 @@ class Peer(Resource):
 
 
 class ExportSpec(_Model):
-    host: HostField
-    port: int = Field(ge=1, le=65535)
+    """Where the exported service is. In Kubernetes mode both may be left out: no ``host``
+    means the Service of the Export's name in its namespace, no ``port`` that Service's
+    first port. A standalone gateway has no Service to look at and requires both."""
+
+    host: HostField | None = None
+    port: int = Field(default=0, ge=0, le=65535, exclude_if=lambda port: port == 0)
+
+
+class ExportStatus(_Model):
+    conditions: list[Condition] = Field(default_factory=list)  # ExportValid
 
 
 class Export(Resource):
@@ -182,7 +204,7 @@ class Export(Resource):
 
     kind: Literal["Export"] = "Export"
     spec: ExportSpec
-    status: EmptyStatus | None = None
+    status: ExportStatus | None = None
 
 
 # --- Import -----------------------------------------------------------------------------------
@@ -195,25 +217,26 @@ class ImportSource(_Model):
 
 
 class ImportSpec(_Model):
-    port: int = Field(ge=0, le=65535)  # 0: the gateway leases a free port
+    """``port`` is where clients connect: standalone, the gateway's own listening port (0:
+    lease a free one); in Kubernetes mode, the port of the Service of the Import's name.
+    ``targetPort`` is where the gateway listens when it is not ``port``: in Kubernetes mode
+    the gateway pods' port behind that Service (0: leased by the gateway and written back
+    here); standalone, if set, it overrides ``port``."""
+
+    port: int = Field(ge=0, le=65535)
+    target_port: int = Field(default=0, ge=0, le=65535, exclude_if=lambda port: port == 0)
     sources: list[ImportSource] = Field(min_length=1)
     lb_scheme: LBScheme = "round-robin"
+
+    @property
+    def listen_port(self) -> int:
+        """The port the gateway listens on (0: a leased one)."""
+        return self.target_port or self.port
 
 
 class ImportSourceStatus(ImportSource):
     reachable: bool | None = None
     last_error: str | None = None
-
-
-class Condition(_Model):
-    """One aspect of a resource's state, shaped as Kubernetes' ``metav1.Condition`` so that
-    tools reading conditions (``kubectl wait --for=condition=...``) read ours too."""
-
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str  # CamelCase, for programs
-    message: str = ""  # for people
-    last_transition_time: str  # when ``status`` last changed (RFC 3339, UTC)
 
 
 class ImportStatus(_Model):
@@ -222,12 +245,30 @@ class ImportStatus(_Model):
     conditions: list[Condition] = Field(default_factory=list)
 
 
+IMPORT_NAME_MAX: Final = 63
+
+
 class Import(Resource):
-    """A remote export made available on a local port."""
+    """A remote export made available on a local port.
+
+    Its name is at most 63 characters, as in the original: in Kubernetes mode it names a
+    Service, whose name is a DNS label.
+    """
 
     kind: Literal["Import"] = "Import"
     spec: ImportSpec
     status: ImportStatus | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _name_fits_a_service(cls, metadata: ObjectMeta) -> ObjectMeta:
+        if len(metadata.name) > IMPORT_NAME_MAX:
+            raise PydanticCustomError(
+                "import_name",
+                "import name cannot exceed {limit} characters (it names a Kubernetes Service)",
+                {"limit": IMPORT_NAME_MAX},
+            )
+        return metadata
 
     @model_validator(mode="before")
     @classmethod

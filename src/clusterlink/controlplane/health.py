@@ -41,7 +41,9 @@ from clusterlink.metrics import PeerSample
 from clusterlink.protocol import NEED_DATA, Health, PeerClientConnection
 from clusterlink.transport.dial import dial_tls, expect_peer_listener
 
-__all__ = ["HealthSettings", "PeerHealth", "PeerState", "Reachability"]
+__all__ = ["PEER_REACHABLE", "HealthSettings", "PeerHealth", "PeerState", "Reachability"]
+
+PEER_REACHABLE = "PeerReachable"
 
 log = logging.getLogger("clusterlink.health")
 
@@ -95,9 +97,23 @@ class PeerState:
     rtt_ms: float | None = None
     silent: set[Gateway] = field(default_factory=set)  # its latest beat failed
     peered: bool | None = None  # whether it has a Peer for us (None: it did not say)
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))  # reachable changed
+
+    def condition(self) -> dict[str, str]:
+        """``PeerReachable``, as the original writes it (reason ``Heartbeat``), for tools
+        that read conditions (``kubectl wait --for=condition=PeerReachable``)."""
+        reachable = self.reachability.reachable
+        return {
+            "type": PEER_REACHABLE,
+            "status": "Unknown" if reachable is None else str(reachable),
+            "reason": "Heartbeat" if reachable is not None else "NoHeartbeatYet",
+            "message": self.reason,
+            "lastTransitionTime": self.since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
 
     def status(self) -> dict[str, object]:
         return {
+            "conditions": [self.condition()],
             "reachable": self.reachability.reachable,
             "peered": self.peered,
             "reason": self.reason,
@@ -397,6 +413,7 @@ class PeerHealth:
             state.last_seen = datetime.now(UTC)
             state.rtt_ms = rtt_s * 1000.0
         if state.reachability.record(ok):
+            state.since = datetime.now(UTC)
             word = "reachable" if state.reachability.reachable else "unreachable"
             log.warning("peer %s is now %s: %s", peer, word, reason)
             if self._on_change is not None:

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
 
 from clusterlink.addresses import parse_address
-from clusterlink.api import Import, Resource, ResourceKey, key_of
+from clusterlink.api import Export, Import, Resource, ResourceKey, key_of
 from clusterlink.controlplane.catalog import Catalog
+from clusterlink.errors import ValidationError
 from clusterlink.ids import NamespacedName
 from clusterlink.store import ApplyOutcome, Store
 
-__all__ = ["ImportBinder", "PreparedImports", "ResourceService"]
+__all__ = ["ImportBinder", "PreparedImports", "ResourceService", "require_export_addresses"]
 
 log = logging.getLogger("clusterlink.resources")
 
@@ -65,11 +66,36 @@ def _leased_port(imp: Import) -> int:
         return 0
 
 
+def require_export_addresses(resources: Sequence[Resource]) -> None:
+    """A standalone gateway's check: an Export must say where its service is, since there is
+    no Kubernetes Service to stand for a missing host or port."""
+    for resource in resources:
+        if not isinstance(resource, Export):
+            continue
+        for name, value in (("host", resource.spec.host), ("port", resource.spec.port)):
+            if not value:
+                error = ValidationError(
+                    f"export {resource.metadata.key}: spec.{name} is required by a standalone "
+                    "gateway (leaving it out means the Service of the Export's name, in "
+                    "Kubernetes mode only)"
+                )
+                error.field = f"spec.{name}"
+                raise error
+
+
 class ResourceService:
-    def __init__(self, *, store: Store, catalog: Catalog, binder: ImportBinder) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        catalog: Catalog,
+        binder: ImportBinder,
+        check: Callable[[Sequence[Resource]], None] = require_export_addresses,
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.binder = binder
+        self._check = check  # what this mode requires of applied resources, beyond the models
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -85,6 +111,7 @@ class ResourceService:
             await prepared.commit()
 
     async def apply(self, resources: Sequence[Resource]) -> list[ApplyOutcome]:
+        self._check(resources)
         async with self._lock:
             imports = [r for r in resources if isinstance(r, Import)]
             current = self.catalog.snapshot.imports

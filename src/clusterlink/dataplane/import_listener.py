@@ -93,7 +93,7 @@ class ImportListeners:
             for imp in imports:
                 key = imp.metadata.key
                 current = self._listeners.get(key)
-                want = imp.spec.port
+                want = imp.spec.listen_port
                 if current is not None and (want in (0, current.port)):
                     continue  # already serving where it should
                 prepared.new[key] = await self._bind(key, want, (leased or {}).get(key, 0))

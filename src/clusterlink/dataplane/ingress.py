@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from clusterlink.addresses import format_address
+from clusterlink.addresses import Address, format_address
+from clusterlink.api import Export
 from clusterlink.controlplane.authz import LocalPeer, ingress_decision
 from clusterlink.controlplane.catalog import Catalog, Snapshot
 from clusterlink.dataplane.limits import Limit, Limits
 from clusterlink.dataplane.relay import Parked
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelInfo, TunnelRegistry
-from clusterlink.errors import ClusterLinkError
+from clusterlink.errors import ClusterLinkError, ValidationError
 from clusterlink.ids import PeerName
 from clusterlink.log_throttle import LogThrottle
 from clusterlink.metrics import GatewayMetrics
@@ -42,12 +43,22 @@ from clusterlink.protocol.mux import StreamRequest
 from clusterlink.transport.dial import dial_tcp
 from clusterlink.transport.mux import MuxSession
 
-__all__ = ["Ingress", "OpenedTunnel"]
+__all__ = ["Ingress", "OpenedTunnel", "export_address"]
 
 log = logging.getLogger("clusterlink.ingress")
 
 # Lines per caller and 10 s window: ingress decisions are an audit trail (see the docstring).
 _DECISIONS_BURST = 100
+
+
+def export_address(export: Export) -> Address:
+    """The service of an Export as it names it (host and port both given)."""
+    if not export.spec.host or not export.spec.port:
+        raise ValidationError(
+            f"export {export.metadata.key} names no host and port, and this gateway has no "
+            "Kubernetes Service to look them up"
+        )
+    return export.spec.host, export.spec.port
 
 
 @dataclass(slots=True)
@@ -73,8 +84,12 @@ class Ingress:
         settings: DataplaneSettings,
         metrics: GatewayMetrics,
         limits: Limits,
+        locate: Callable[[Export], Address] | None = None,
     ) -> None:
         self.catalog = catalog
+        # Where an export's service is: its host and port as written (standalone), or what
+        # its Kubernetes Service says (Kubernetes mode).
+        self.locate = locate or export_address
         self.local = local
         self.tunnels = tunnels
         self.settings = settings
@@ -120,7 +135,12 @@ class Ingress:
                 Limit.MAX_CONNECTIONS_PER_PEER, caller, "ingress refused %s: %s", what, message
             )
             return refused("overloaded", Verdict.overloaded(message))
-        service_addr = (export.spec.host, export.spec.port)
+        try:
+            service_addr = self.locate(export)
+        except ClusterLinkError as exc:
+            peer_tunnels.give_back(caller)
+            self._log(caller, "ingress failed %s (%s): %s", what, decision, exc)
+            return refused("unreachable", Verdict.unreachable(str(exc)))
         try:
             service = await dial_tcp(
                 service_addr,
