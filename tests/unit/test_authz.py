@@ -17,6 +17,7 @@ import pytest
 
 from clusterlink.api import Export, Import
 from clusterlink.controlplane.authz import (
+    ClientIdentity,
     LocalPeer,
     egress_decision,
     egress_source_attributes,
@@ -299,3 +300,19 @@ def test_nothing_configured_is_a_default_deny_on_both_ends(snap: Snap) -> None:
     snapshot = snap()
     assert egress(snapshot).is_default
     assert ingress_from_west(snapshot).is_default
+
+
+def test_a_client_the_cluster_knows_carries_its_pods_namespace_account_and_labels() -> None:
+    """Kubernetes mode: the Pod at the client's address says who it is; those attributes go
+    with the CONNECT so that both ends' policies can select on them."""
+    pod = ClientIdentity(namespace="shop", service_account="cart", labels={"tier": "web"})
+    attrs = egress_source_attributes(WEST, CLIENT, pod)
+    assert attrs["client.clusterlink.net/namespace"] == "shop"
+    assert attrs["client.clusterlink.net/service-account"] == "cart"
+    assert attrs["client.clusterlink.net/labels.tier"] == "web"
+    assert attrs["client.clusterlink.net/ip"] == CLIENT
+    assert attrs["peer.clusterlink.net/name"] == "west"
+    # A client the cluster does not know (or standalone mode): only what the socket tells.
+    plain = egress_source_attributes(WEST, CLIENT)
+    assert not any(key.startswith("client.clusterlink.net/labels.") for key in plain)
+    assert "client.clusterlink.net/namespace" not in plain

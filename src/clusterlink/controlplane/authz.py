@@ -16,6 +16,7 @@ Pure functions over a ``Snapshot``: no I/O, cheap enough to run for every connec
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from clusterlink.api import Export, Import, ImportSource
 from clusterlink.controlplane.catalog import Snapshot
@@ -26,7 +27,13 @@ from clusterlink.policy import (
     source_attributes,
 )
 
-__all__ = ["LocalPeer", "egress_decision", "egress_source_attributes", "ingress_decision"]
+__all__ = [
+    "ClientIdentity",
+    "LocalPeer",
+    "egress_decision",
+    "egress_source_attributes",
+    "ingress_decision",
+]
 
 
 class LocalPeer:
@@ -39,9 +46,31 @@ class LocalPeer:
         self.labels = dict(labels)
 
 
-def egress_source_attributes(local: LocalPeer, client_ip: str) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """What the cluster says about a client (Kubernetes mode: the Pod at its address)."""
+
+    namespace: str
+    service_account: str
+    labels: Mapping[str, str]
+
+
+def egress_source_attributes(
+    local: LocalPeer, client_ip: str, client: ClientIdentity | None = None
+) -> dict[str, str]:
     """Attributes of a local client; sent to the target gateway with the CONNECT."""
-    return source_attributes(peer_name=local.name, peer_labels=local.labels, client_ip=client_ip)
+    if client is None:
+        return source_attributes(
+            peer_name=local.name, peer_labels=local.labels, client_ip=client_ip
+        )
+    return source_attributes(
+        peer_name=local.name,
+        peer_labels=local.labels,
+        client_ip=client_ip,
+        client_namespace=client.namespace,
+        client_service_account=client.service_account,
+        client_labels=client.labels,
+    )
 
 
 def egress_decision(

@@ -26,14 +26,19 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
 from clusterlink.addresses import format_peername
 from clusterlink.api import Gateway, Import, ImportSource
-from clusterlink.controlplane.authz import LocalPeer, egress_decision, egress_source_attributes
+from clusterlink.controlplane.authz import (
+    ClientIdentity,
+    LocalPeer,
+    egress_decision,
+    egress_source_attributes,
+)
 from clusterlink.controlplane.catalog import Catalog, Snapshot
 from clusterlink.controlplane.loadbalancer import LoadBalancer
 from clusterlink.dataplane.connector import PeerConnector
@@ -123,8 +128,11 @@ class Egress:
         metrics: GatewayMetrics,
         limits: Limits,
         refuse_grace_s: float,
+        identify: Callable[[str], ClientIdentity | None] = lambda _ip: None,
     ) -> None:
         self.catalog = catalog
+        # Who the client at an address is, where the cluster knows (Kubernetes: its Pod).
+        self.identify = identify
         self.local = local
         self.peers = peers
         self.connector = connector
@@ -150,7 +158,7 @@ class Egress:
             self.metrics.connections.labels("egress", str(key), "", "failed").inc()
             await client.reset_when_heard(self.refuse_grace_s)
             return
-        src = egress_source_attributes(self.local, client_ip)
+        src = egress_source_attributes(self.local, client_ip, self.identify(client_ip))
         walk = _Connection(snapshot, imp, src, what, [])
         order = self.balancer.order(key, imp.spec.sources, imp.spec.lb_scheme, self._try_last)
         for source in order:
