@@ -64,6 +64,9 @@ class Binder:
     def listen_address(self, key: NamespacedName) -> str | None:
         return None
 
+    def port_of(self, imp: Import) -> int:
+        return imp.spec.listen_port
+
 
 class FailingStore(SQLiteStore):
     """A real store whose writes can be made to fail, as a full disk would fail them."""

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from clusterlink.addresses import parse_address
 from clusterlink.api import Export, Import, Resource, ResourceKey, key_of
 from clusterlink.controlplane.catalog import Catalog
-from clusterlink.errors import ValidationError
+from clusterlink.errors import ClusterLinkError, ValidationError
 from clusterlink.ids import NamespacedName
 from clusterlink.store import ApplyOutcome, Store
 
@@ -50,6 +50,10 @@ class ImportBinder(Protocol):
     def close_removed(self, keep: Iterable[NamespacedName]) -> None: ...
 
     def listen_address(self, key: NamespacedName) -> str | None: ...
+
+    def port_of(self, imp: Import) -> int:
+        """The port this gateway listens on for ``imp`` (0: one to lease, or to wait for)."""
+        ...
 
 
 def _listen_status(listen: str) -> dict[str, Any]:
@@ -91,15 +95,23 @@ class ResourceService:
         catalog: Catalog,
         binder: ImportBinder,
         check: Callable[[Sequence[Resource]], None] = require_export_addresses,
+        follows_store: bool = False,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.binder = binder
         self._check = check  # what this mode requires of applied resources, beyond the models
+        # Kubernetes mode: the store changes under us and ``sync`` follows it; an apply only
+        # writes (its change comes back through the store's watch like anyone else's).
+        self.follows_store = follows_store
+        self.unserved: dict[NamespacedName, str] = {}  # why an Import has no listener
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Load the state and open every Import's listener (leased ports first)."""
+        if self.follows_store:
+            await self.sync()
+            return
         snapshot = self.catalog.reload()
         for key, imp in snapshot.imports.items():
             try:
@@ -110,8 +122,39 @@ class ResourceService:
             await self._record_listen([imp], prepared.listen)
             await prepared.commit()
 
+    async def sync(self) -> None:
+        """The store changed under us (Kubernetes: kubectl, another replica, a target port
+        the leader leased): swap in the new snapshot, serve every Import that has its port,
+        stop serving the removed ones.
+
+        Each Import on its own: one that cannot listen (its port taken on this host) is
+        logged once, its reason kept in ``unserved``, and the others are served; an Import
+        whose port is still to be leased (0) waits for the next change.
+        """
+        async with self._lock:
+            snapshot = self.catalog.reload()
+            unserved: dict[NamespacedName, str] = {}
+            for key, imp in snapshot.imports.items():
+                if not self.binder.port_of(imp):
+                    unserved[key] = "waiting for its target port to be leased"
+                    continue
+                try:
+                    prepared = await self.binder.prepare([imp])
+                except ClusterLinkError as exc:
+                    unserved[key] = str(exc)
+                    if self.unserved.get(key) != unserved[key]:
+                        log.error("import %s is not served: %s", key, exc)
+                    continue
+                await prepared.commit()
+            self.binder.close_removed(snapshot.imports)
+            self.unserved = unserved
+
     async def apply(self, resources: Sequence[Resource]) -> list[ApplyOutcome]:
         self._check(resources)
+        if self.follows_store:
+            outcomes = await asyncio.to_thread(self.store.apply, resources)
+            await self.sync()
+            return outcomes
         async with self._lock:
             imports = [r for r in resources if isinstance(r, Import)]
             current = self.catalog.snapshot.imports
@@ -141,6 +184,10 @@ class ResourceService:
         return outcomes
 
     async def delete(self, keys: Sequence[ResourceKey]) -> list[Resource]:
+        if self.follows_store:
+            deleted = await asyncio.to_thread(self.store.delete, keys)
+            await self.sync()
+            return deleted
         async with self._lock:
             deleted = await asyncio.to_thread(self.store.delete, keys)
             snapshot = self.catalog.reload()

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -70,10 +70,20 @@ class PreparedBinding:
 class ImportListeners:
     """One listener per Import, reconciled with the resources."""
 
-    def __init__(self, *, host: str, egress: Egress, limits: Limits) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        egress: Egress,
+        limits: Limits,
+        port_of: Callable[[Import], int] = lambda imp: imp.spec.listen_port,
+    ) -> None:
         self.host = host
         self.egress = egress
         self.limits = limits
+        # Standalone: targetPort if set, else port (0: lease one). Kubernetes mode: the
+        # targetPort only (port is the Service's), and 0 means not leased yet.
+        self.port_of = port_of
         self._listeners: dict[NamespacedName, _Listener] = {}
 
     def listen_address(self, key: NamespacedName) -> str | None:
@@ -93,7 +103,7 @@ class ImportListeners:
             for imp in imports:
                 key = imp.metadata.key
                 current = self._listeners.get(key)
-                want = imp.spec.listen_port
+                want = self.port_of(imp)
                 if current is not None and (want in (0, current.port)):
                     continue  # already serving where it should
                 prepared.new[key] = await self._bind(key, want, (leased or {}).get(key, 0))
