@@ -11,19 +11,9 @@ header, buffered, sliced and copied again on receipt), plus HPACK for every new 
 framing is made for the job: a DATA payload is handed on as a *slice* of the decrypted
 record (no copy), and a large payload is never joined with its header.
 
-Wire format. Every frame is an 8-byte header and a payload::
-
-    type: u8 | length: u24 | stream: u32          (big-endian)
-
-    SETTINGS  0  stream 0: pairs (id: u16, value: u32); 1 = stream window, 2 = max streams
-    OPEN      1  client -> server, new odd stream id: "<namespace>/<name>" and, if any
-                 attributes, "\\n" + the base64url JSON of the basic mode's attribute header
-    VERDICT   2  server -> client: status: u16, then for a refusal the JSON {reason, message}
-    DATA      3  tunnel bytes
-    END       4  half-close: the sender sends no more on this stream
-    RESET     5  abort the stream: code: u32 (0 cancelled, 1 refused)
-    WINDOW    6  stream != 0: increment: u32 of the sender's window for that stream
-    GOAWAY    7  stream 0: last stream id: u32; no new streams on this connection
+This module is the state machine: which frame may come when, and what it does to a stream.
+The wire format (frame types, header, payloads, size limits) is ``protocol.mux_frames``; the
+events it returns are ``protocol.mux_events``, re-exported here.
 
 Each side sends SETTINGS first; until the peer's arrive, ``DEFAULT_STREAM_WINDOW`` applies.
 (A peer may send more, up to ``_MAX_SETTINGS_FRAMES``: each may touch every stream.)
@@ -41,20 +31,50 @@ enforces at least ``DEFAULT_STREAM_WINDOW``, which a client may use before SETTI
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from clusterlink.errors import RemoteProtocolError, ValidationError
-from clusterlink.protocol.attributes import decode_attributes, encode_attributes
-from clusterlink.protocol.events import ConnectRequest, ExportRef, Verdict
-from clusterlink.protocol.wire import (
-    MAX_ATTRIBUTE_BYTES,
-    MAX_ATTRIBUTE_ENTRIES,
-    as_string_map,
-    dump_json,
-    load_json_object,
+from clusterlink.errors import RemoteProtocolError
+from clusterlink.protocol.events import ExportRef, Verdict
+from clusterlink.protocol.mux_events import (
+    ConnectionEnded,
+    MuxEvent,
+    StreamData,
+    StreamEnded,
+    StreamRefused,
+    StreamRequest,
+    StreamReset,
+    StreamVerdict,
+    WindowOpened,
+)
+from clusterlink.protocol.mux_frames import (
+    DATA,
+    END,
+    GOAWAY,
+    HEADER,
+    JOIN_BELOW,
+    MAX_CONTROL_BYTES,
+    MAX_DATA_FRAME,
+    MAX_STREAM_ID,
+    OPEN,
+    RESET,
+    RESET_CANCEL,
+    RESET_REFUSED,
+    SETTING,
+    SETTING_MAX_STREAMS,
+    SETTING_WINDOW,
+    SETTINGS,
+    U32,
+    VERDICT,
+    WINDOW,
+    FrameReader,
+    frame,
+    open_payload,
+    parse_open,
+    parse_verdict,
+    settings_frame,
+    verdict_frame,
 )
 
 __all__ = [
@@ -76,29 +96,6 @@ __all__ = [
 MUX_ALPN: Final = "clusterlink-mux/1"
 DEFAULT_STREAM_WINDOW: Final = 256 * 1024
 
-SETTINGS: Final = 0
-OPEN: Final = 1
-VERDICT: Final = 2
-DATA: Final = 3
-END: Final = 4
-RESET: Final = 5
-WINDOW: Final = 6
-GOAWAY: Final = 7
-
-RESET_CANCEL: Final = 0
-RESET_REFUSED: Final = 1
-
-_SETTING_WINDOW: Final = 1
-_SETTING_MAX_STREAMS: Final = 2
-
-_HEADER = struct.Struct("!II")  # (type << 24 | length, stream)
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
-_SETTING = struct.Struct("!HI")
-_MAX_CONTROL_BYTES: Final = 64 * 1024  # any frame but DATA
-_MAX_DATA_FRAME: Final = 1024 * 1024
-_JOIN_BELOW: Final = 16 * 1024  # smaller DATA payloads are sent joined with their header
-_MAX_STREAM_ID: Final = 2**31 - 1
 # A SETTINGS frame that changes the window touches every open stream: a few bytes for a peer,
 # thousands of updates for us. One is the norm; past this many the peer is flooding.
 _MAX_SETTINGS_FRAMES: Final = 100
@@ -116,87 +113,6 @@ class MuxSettings:
             raise ValueError("max_concurrent_streams must be positive")
 
 
-# -- events ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StreamRequest:
-    """Server side: a valid OPEN; answer it with ``send_verdict``."""
-
-    stream_id: int
-    request: ConnectRequest
-
-
-@dataclass(frozen=True, slots=True)
-class StreamRefused:
-    """Server side: a request this layer refused itself (already answered); for the log."""
-
-    stream_id: int
-    error: RemoteProtocolError
-
-
-@dataclass(frozen=True, slots=True)
-class StreamVerdict:
-    """Client side: the answer to our OPEN (a refusal also ends the stream)."""
-
-    stream_id: int
-    verdict: Verdict
-
-
-@dataclass(frozen=True, slots=True)
-class StreamData:
-    """Tunnel bytes (a slice of what was received); ``consumed`` them once passed on."""
-
-    stream_id: int
-    data: memoryview
-
-    @property
-    def flow_bytes(self) -> int:
-        return len(self.data)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEnded:
-    """The other side half-closed the stream (it sends no more)."""
-
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamReset:
-    """The other side reset the stream; it is gone."""
-
-    stream_id: int
-    error_code: int
-
-
-@dataclass(frozen=True, slots=True)
-class WindowOpened:
-    """The send window grew: streams waiting to send may go on (``None``: all of them)."""
-
-    stream_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionEnded:
-    """The other side will take no new streams (GOAWAY)."""
-
-    error_code: int
-    last_stream_id: int
-
-
-MuxEvent = (
-    StreamRequest
-    | StreamRefused
-    | StreamVerdict
-    | StreamData
-    | StreamEnded
-    | StreamReset
-    | WindowOpened
-    | ConnectionEnded
-)
-
-
 class _Stream:
     """Flow-control and end-state bookkeeping of one stream."""
 
@@ -211,26 +127,20 @@ class _Stream:
         self.answered = False  # client: verdict received; server: verdict sent
 
 
-def _frame(kind: int, stream_id: int, payload: bytes = b"") -> bytes:
-    return _HEADER.pack(kind << 24 | len(payload), stream_id) + payload
-
-
-def _verdict_frame(stream_id: int, verdict: Verdict) -> bytes:
-    if verdict.is_allowed:
-        return _frame(VERDICT, stream_id, _U16.pack(200))
-    body = dump_json({"reason": verdict.reason, "message": verdict.message})
-    return _frame(VERDICT, stream_id, _U16.pack(verdict.status) + body)
-
-
 # -- the connection ----------------------------------------------------------------------------
 
 
-class MuxConnection:
-    """One multiplexed peer connection, either end."""
+class MuxConnection(FrameReader):
+    """One multiplexed peer connection, either end.
+
+    Bytes in go through ``receive_data`` (``FrameReader``), which hands every frame to
+    ``_on_data`` or ``_on_control`` here.
+    """
 
     def __init__(
         self, *, client_side: bool, peer_name: str = "", settings: MuxSettings | None = None
     ) -> None:
+        super().__init__()
         self.settings = settings = settings or MuxSettings()
         self._client_side = client_side
         self._peer_name = peer_name
@@ -243,18 +153,10 @@ class MuxConnection:
         self._draining = False  # GOAWAY received or sent
         self._settings_received = 0
         self._closed = False
-        # Receive state (see receive_data).
-        self._header = bytearray()  # a frame header cut by the end of a read
-        self._control: tuple[int, int, int] | None = None  # (type, stream, length) in progress
-        self._control_bytes = bytearray()
-        self._data_stream = 0
-        self._data_left = 0  # bytes of the current DATA payload still to come
         self._out.append(
-            _frame(
-                SETTINGS,
-                0,
-                _SETTING.pack(_SETTING_WINDOW, settings.stream_window_bytes)
-                + _SETTING.pack(_SETTING_MAX_STREAMS, settings.max_concurrent_streams),
+            settings_frame(
+                stream_window_bytes=settings.stream_window_bytes,
+                max_concurrent_streams=settings.max_concurrent_streams,
             )
         )
 
@@ -265,62 +167,7 @@ class MuxConnection:
         out, self._out = self._out, []
         return out
 
-    # -- bytes in ------------------------------------------------------------------------------
-
-    def receive_data(self, data: bytes) -> list[MuxEvent]:
-        """Events for ``data``; a ``RemoteProtocolError`` means the connection must be closed.
-
-        ``data`` must not change afterwards: DATA events are slices of it. The parser is in
-        one of three states: inside a DATA payload (its bytes are passed on as they come, so
-        a large frame is never buffered), inside a control frame's payload (buffered until
-        complete; they are small), or between frames (reading an 8-byte header).
-        """
-        events: list[MuxEvent] = []
-        view = memoryview(data)
-        pos, size = 0, len(view)
-        while pos < size:
-            if self._data_left:
-                n = min(self._data_left, size - pos)
-                self._data_left -= n
-                self._on_data(self._data_stream, view[pos : pos + n], events)
-                pos += n
-                continue
-            if self._control is not None:
-                kind, stream_id, length = self._control
-                take = min(length - len(self._control_bytes), size - pos)
-                self._control_bytes += view[pos : pos + take]
-                pos += take
-                if len(self._control_bytes) == length:
-                    payload = bytes(self._control_bytes)
-                    self._control_bytes.clear()
-                    self._control = None
-                    self._on_control(kind, stream_id, payload, events)
-                continue
-            if not self._header and size - pos >= 8:
-                word, stream_id = _HEADER.unpack_from(view, pos)
-                pos += 8
-            else:
-                take = min(8 - len(self._header), size - pos)
-                self._header += view[pos : pos + take]
-                pos += take
-                if len(self._header) < 8:
-                    break
-                word, stream_id = _HEADER.unpack(self._header)
-                self._header.clear()
-            kind, length = word >> 24, word & 0xFFFFFF
-            if kind == DATA:
-                if length > _MAX_DATA_FRAME:
-                    raise RemoteProtocolError(f"DATA frame of {length} bytes is over the limit")
-                self._data_stream, self._data_left = stream_id, length
-            elif length > _MAX_CONTROL_BYTES:
-                raise RemoteProtocolError(f"frame of type {kind} with {length} bytes is too large")
-            elif size - pos >= length:  # the whole control frame is here: no buffering
-                payload = bytes(view[pos : pos + length])
-                pos += length
-                self._on_control(kind, stream_id, payload, events)
-            else:
-                self._control = (kind, stream_id, length)
-        return events
+    # -- frames in -----------------------------------------------------------------------------
 
     def _on_data(self, stream_id: int, data: memoryview, events: list[MuxEvent]) -> None:
         stream = self._streams.get(stream_id)
@@ -351,7 +198,7 @@ class MuxConnection:
                 events.append(StreamEnded(stream_id))
                 self._maybe_forget(stream_id, stream)
         elif kind == RESET:
-            code = _U32.unpack(payload[:4])[0] if len(payload) >= 4 else RESET_CANCEL
+            code = U32.unpack(payload[:4])[0] if len(payload) >= 4 else RESET_CANCEL
             if self._streams.pop(stream_id, None) is not None:
                 events.append(StreamReset(stream_id, code))
         elif kind == WINDOW:
@@ -359,32 +206,32 @@ class MuxConnection:
                 raise RemoteProtocolError("malformed WINDOW frame")
             stream = self._streams.get(stream_id)
             if stream is not None:
-                stream.send_window += _U32.unpack(payload)[0]
-                if stream.send_window > _MAX_STREAM_ID:
+                stream.send_window += U32.unpack(payload)[0]
+                if stream.send_window > MAX_STREAM_ID:
                     raise RemoteProtocolError(f"window of stream {stream_id} grew past 2 GiB")
                 events.append(WindowOpened(stream_id))
         elif kind == GOAWAY:
-            last = _U32.unpack(payload[:4])[0] if len(payload) >= 4 else 0
+            last = U32.unpack(payload[:4])[0] if len(payload) >= 4 else 0
             self._draining = True
             events.append(ConnectionEnded(0, last))
         # Unknown types are ignored: newer peers may send frames we do not know yet.
 
     def _on_settings(self, payload: bytes, events: list[MuxEvent]) -> None:
-        if len(payload) % _SETTING.size:
+        if len(payload) % SETTING.size:
             raise RemoteProtocolError("malformed SETTINGS frame")
         self._settings_received += 1
         if self._settings_received > _MAX_SETTINGS_FRAMES:
             raise RemoteProtocolError(f"more than {_MAX_SETTINGS_FRAMES} SETTINGS frames")
-        for offset in range(0, len(payload), _SETTING.size):
-            setting, value = _SETTING.unpack_from(payload, offset)
-            if setting == _SETTING_WINDOW:
+        for offset in range(0, len(payload), SETTING.size):
+            setting, value = SETTING.unpack_from(payload, offset)
+            if setting == SETTING_WINDOW:
                 if not 1024 <= value < 2**31:
                     raise RemoteProtocolError(f"stream window {value} out of range")
                 delta, self._peer_window = value - self._peer_window, value
                 for stream in self._streams.values():
                     stream.send_window += delta
                 events.append(WindowOpened(None))
-            elif setting == _SETTING_MAX_STREAMS:
+            elif setting == SETTING_MAX_STREAMS:
                 self._peer_max_streams = value
 
     # -- server side ------------------------------------------------------------------------
@@ -396,7 +243,7 @@ class MuxConnection:
             raise RemoteProtocolError(f"stream id {stream_id} is not a new odd id")
         self._highest_peer_id = stream_id
         if self._draining:
-            self._out.append(_frame(RESET, stream_id, _U32.pack(RESET_REFUSED)))
+            self._out.append(frame(RESET, stream_id, U32.pack(RESET_REFUSED)))
             return
         if len(self._streams) >= self.settings.max_concurrent_streams:
             # A client that keeps to our SETTINGS never gets here; one that opened before
@@ -406,7 +253,7 @@ class MuxConnection:
                 status=503,
                 reason="overloaded",
             )
-            self._out.append(_verdict_frame(stream_id, Verdict.from_error(error)))
+            self._out.append(verdict_frame(stream_id, Verdict.from_error(error)))
             events.append(StreamRefused(stream_id, error))
             return
         # A client that has not read our SETTINGS yet may send the default window's worth;
@@ -415,7 +262,7 @@ class MuxConnection:
         credit = max(self.settings.stream_window_bytes, DEFAULT_STREAM_WINDOW)
         stream = self._streams[stream_id] = _Stream(self._peer_window, credit)
         try:
-            request = _parse_open(payload)
+            request = parse_open(payload)
         except RemoteProtocolError as exc:
             stream.answered = True
             self.send_verdict(stream_id, Verdict.from_error(exc))
@@ -429,7 +276,7 @@ class MuxConnection:
         if stream is None:
             return
         stream.answered = True
-        self._out.append(_verdict_frame(stream_id, verdict))
+        self._out.append(verdict_frame(stream_id, verdict))
         if not verdict.is_allowed:
             del self._streams[stream_id]
 
@@ -441,25 +288,22 @@ class MuxConnection:
         return (
             not self._draining
             and not self._closed
-            and self._next_id <= _MAX_STREAM_ID
+            and self._next_id <= MAX_STREAM_ID
             and len(self._streams) < self._peer_max_streams
         )
 
     def open_stream(self, export: ExportRef, attributes: Mapping[str, str]) -> int:
         """Send an OPEN for ``export``; the answer comes as a ``StreamVerdict``."""
-        target = f"{export.namespace}/{export.name}"
-        if attributes:
-            target += "\n" + encode_attributes(attributes)
-        payload = target.encode("ascii")
-        if len(payload) > _MAX_CONTROL_BYTES:  # the peer would close the whole connection
+        payload = open_payload(export, attributes)
+        if len(payload) > MAX_CONTROL_BYTES:  # the peer would close the whole connection
             raise RemoteProtocolError(
                 f"the client attributes of this tunnel encode to {len(payload)} bytes, "
-                f"over the limit of {_MAX_CONTROL_BYTES}"
+                f"over the limit of {MAX_CONTROL_BYTES}"
             )
         sid = self._next_id
         self._next_id += 2
         self._streams[sid] = _Stream(self._peer_window, self.settings.stream_window_bytes)
-        self._out.append(_frame(OPEN, sid, payload))
+        self._out.append(frame(OPEN, sid, payload))
         return sid
 
     def _on_verdict(self, stream_id: int, payload: bytes, events: list[MuxEvent]) -> None:
@@ -468,15 +312,11 @@ class MuxConnection:
         stream = self._streams.get(stream_id)
         if stream is None or stream.answered:
             return  # a stream we gave up on
-        if len(payload) < 2:
-            raise RemoteProtocolError("malformed VERDICT frame")
-        status = _U16.unpack(payload[:2])[0]
+        verdict = parse_verdict(payload)
         stream.answered = True
-        if status == 200:
-            events.append(StreamVerdict(stream_id, Verdict.allow()))
-            return
-        del self._streams[stream_id]
-        events.append(StreamVerdict(stream_id, _refusal(status, payload[2:])))
+        if not verdict.is_allowed:
+            del self._streams[stream_id]
+        events.append(StreamVerdict(stream_id, verdict))
 
     # -- both sides -------------------------------------------------------------------------
 
@@ -496,16 +336,16 @@ class MuxConnection:
             return 0
         if isinstance(data, memoryview) and data.itemsize != 1:
             data = data.cast("B")  # lengths below count bytes, not items
-        n = min(len(data), stream.send_window, _MAX_DATA_FRAME)
+        n = min(len(data), stream.send_window, MAX_DATA_FRAME)
         if n <= 0:
             return 0
         stream.send_window -= n
         out = self._out
-        if n < _JOIN_BELOW:
+        if n < JOIN_BELOW:
             payload = data if n == len(data) and isinstance(data, bytes) else bytes(data[:n])
-            out.append(_HEADER.pack(DATA << 24 | n, stream_id) + payload)
+            out.append(HEADER.pack(DATA << 24 | n, stream_id) + payload)
         else:
-            out.append(_HEADER.pack(DATA << 24 | n, stream_id))
+            out.append(HEADER.pack(DATA << 24 | n, stream_id))
             if isinstance(data, bytearray):
                 out.append(bytes(data[:n]))
             else:
@@ -523,7 +363,7 @@ class MuxConnection:
             return
         stream.unacked += flow_bytes
         if stream.unacked >= self.settings.stream_window_bytes // 2:
-            self._out.append(_frame(WINDOW, stream_id, _U32.pack(stream.unacked)))
+            self._out.append(frame(WINDOW, stream_id, U32.pack(stream.unacked)))
             stream.recv_credit += stream.unacked
             stream.unacked = 0
 
@@ -533,52 +373,21 @@ class MuxConnection:
         if stream is None or stream.local_ended:
             return
         stream.local_ended = True
-        self._out.append(_frame(END, stream_id))
+        self._out.append(frame(END, stream_id))
         self._maybe_forget(stream_id, stream)
 
     def reset_stream(self, stream_id: int, *, refused: bool = False) -> None:
         """End the stream abruptly (the relay's RST)."""
         if self._streams.pop(stream_id, None) is not None:
             code = RESET_REFUSED if refused else RESET_CANCEL
-            self._out.append(_frame(RESET, stream_id, _U32.pack(code)))
+            self._out.append(frame(RESET, stream_id, U32.pack(code)))
 
     def close(self) -> None:
         """GOAWAY: no new streams; the caller closes the connection when the bytes are out."""
         if not self._closed:
             self._closed = self._draining = True
-            self._out.append(_frame(GOAWAY, 0, _U32.pack(self._highest_peer_id)))
+            self._out.append(frame(GOAWAY, 0, U32.pack(self._highest_peer_id)))
 
     def _maybe_forget(self, stream_id: int, stream: _Stream) -> None:
         if stream.local_ended and stream.remote_ended:
             self._streams.pop(stream_id, None)
-
-
-def _parse_open(payload: bytes) -> ConnectRequest:
-    try:
-        text = payload.decode("ascii")
-    except UnicodeDecodeError:
-        raise RemoteProtocolError("OPEN target is not ASCII") from None
-    target, newline, encoded = text.partition("\n")
-    try:
-        export = ExportRef.parse(target)
-    except ValidationError as exc:
-        raise RemoteProtocolError(f"bad OPEN target {target[:100]!r}: {exc}") from None
-    if not newline:
-        return ConnectRequest(export, {})
-    attributes = decode_attributes(
-        encoded, max_entries=MAX_ATTRIBUTE_ENTRIES, max_bytes=MAX_ATTRIBUTE_BYTES
-    )
-    return ConnectRequest(export, attributes)
-
-
-def _refusal(status: int, body: bytes) -> Verdict:
-    """The verdict of a refused stream, from its status and JSON body (best effort)."""
-    if not 400 <= status <= 599:
-        return Verdict(502, "malformed", f"unexpected status {status} to an OPEN")
-    reason, message = "refused", f"status {status}"
-    try:
-        fields = as_string_map(load_json_object(body))
-        reason, message = fields.get("reason", reason), fields.get("message", message)
-    except ValueError:
-        pass
-    return Verdict(status, reason, message)
