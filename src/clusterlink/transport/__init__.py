@@ -2,10 +2,13 @@
 
 What it is for: everything between a socket and a tunnel's transport. ``tls`` drives TLS 1.3
 over ``ssl.MemoryBIO`` because a tunnel needs half-close (``close_notify`` one way while the
-reply still flows), which asyncio's own TLS transport cannot do; ``dial`` connects with
-deadlines and turns every failure into one of our errors naming the target; ``pool`` keeps a
-few handshaken basic-mode connections warm per peer gateway; ``mux`` and ``mux_pool`` carry
-many tunnels as streams of one connection, each a real ``asyncio.Transport``.
+reply still flows), which asyncio's own TLS transport cannot do; the application sees it
+through ``tls_transport``, and ``tls_linger`` ends a graceful close without losing our last
+bytes.
+``dial`` connects with deadlines and turns every failure into one of our errors naming the
+target; ``pool`` keeps a few handshaken basic-mode connections warm per peer gateway; ``mux``
+(the session of one connection), ``mux_stream`` (each stream a real ``asyncio.Transport``)
+and ``mux_pool`` carry many tunnels as streams of one connection.
 
 What it may import: ``protocol`` (the sans-io wire formats it drives), ``errors``,
 ``addresses``, ``ids``, and the standard library. Never ``controlplane``, ``dataplane`` or

@@ -8,7 +8,8 @@ a TCP FIN) and a received ``close_notify`` to ``eof_received()``. Measured on lo
 bulk data as fast as uvloop's built-in TLS transport and faster than asyncio's.
 
 Shape: ``TLSLayer`` is the protocol of the raw TCP transport; the application sees a
-``TLSTransport`` (a real ``asyncio.Transport``) and keeps writing plain bytes. Back-pressure
+``TLSTransport`` (``transport.tls_transport``, re-exported here: a real ``asyncio.Transport``
+that passes every call on to the layer) and keeps writing plain bytes. Back-pressure
 passes straight through: the raw transport's ``pause_writing`` reaches the application
 protocol, and the application's ``pause_reading`` stops the raw transport; ciphertext that
 already arrived waits, still encrypted, in the incoming BIO.
@@ -21,7 +22,7 @@ Invariants:
 - Nothing here logs or decides policy; callers read the verified peer certificate with
   ``get_extra_info("peercert")``.
 - ``close()`` is graceful: close_notify, then FIN, then input is read and dropped until the
-  peer closes too (see ``_linger``), so that our last bytes are never lost to a RST.
+  peer closes too (``transport.tls_linger``), so that our last bytes are never lost to a RST.
 - A finished connection is freed by reference counting, not left to the cycle collector: the
   layer holds its transport weakly and lets go of the app once the connection is lost. (Left
   to the collector, hundreds of finished tunnels, each with its BIO buffers of up to a few
@@ -30,17 +31,17 @@ Invariants:
 
 from __future__ import annotations
 
-import array
 import asyncio
 import collections
 import contextlib
-import fcntl
 import socket
 import ssl
-import termios
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, cast
+
+from clusterlink.transport.tls_linger import Linger
+from clusterlink.transport.tls_transport import LOST_APP, TLSTransport
 
 __all__ = ["TLSLayer", "TLSTransport"]
 
@@ -48,88 +49,14 @@ __all__ = ["TLSLayer", "TLSTransport"]
 # overhead): it is read in one call as exact-size bytes, without a batch buffer.
 _ONE_RECORD_BYTES = 16 * 1024 + 256
 
-# The app of a lost connection: the layer lets go of the real one (see the invariants).
-_LOST = asyncio.Protocol()
-
 # Where the event loop reads ciphertext for every layer (see ``TLSLayer.get_buffer``). One is
 # enough: the loop reads into it and calls ``buffer_updated`` at once, which copies the bytes
 # into the layer's BIO before anything else can run.
 _READ_BUFFER = memoryview(bytearray(256 * 1024))
 
 
-# A closed connection waits for the peer's own close while its last bytes still move towards
-# the peer: it closes anyway once the peer has taken them all, or they did not move for
-# _LINGER_STALL_S. It looks at growing intervals, from _LINGER_FIRST_CHECK_S (a peer on
-# the same host has taken everything within a millisecond) to _LINGER_MAX_CHECK_S.
-_LINGER_STALL_S = 5.0
-_LINGER_FIRST_CHECK_S = 0.001
-_LINGER_MAX_CHECK_S = 0.5
-
-
 def _dead_ref() -> None:
     """A weak reference whose object is gone."""
-
-
-class TLSTransport(asyncio.Transport):
-    """The application's view of a ``TLSLayer``: plain bytes in and out."""
-
-    __slots__ = ("__weakref__", "_layer")
-
-    def __init__(self, layer: TLSLayer) -> None:
-        super().__init__()
-        self._layer = layer
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._layer.write_plain(data)
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        """Encrypt every buffer, then one write to the socket (no join of the buffers)."""
-        self._layer.write_plain_many(list_of_data)
-
-    def write_eof(self) -> None:
-        self._layer.write_eof()
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._layer.close()
-
-    def abort(self) -> None:
-        self._layer.abort()
-
-    def is_closing(self) -> bool:
-        return self._layer.is_closing()
-
-    def pause_reading(self) -> None:
-        self._layer.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._layer.resume_reading()
-
-    def is_reading(self) -> bool:
-        return not self._layer.reading_paused
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        assert isinstance(protocol, asyncio.Protocol)
-        self._layer.app = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        # None once the connection is lost, as asyncio's and uvloop's TCP transports do.
-        app = self._layer.app
-        return None if app is _LOST else app  # type: ignore[return-value]
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._layer.get_extra_info(name, default)
-
-    def get_write_buffer_size(self) -> int:
-        return self._layer.raw.get_write_buffer_size()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._layer.raw.set_write_buffer_limits(high, low)
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._layer.raw.get_write_buffer_limits()
 
 
 class TLSLayer(asyncio.BufferedProtocol):
@@ -169,10 +96,7 @@ class TLSLayer(asyncio.BufferedProtocol):
         self._is_closing = False
         self._closed_locally = False
         self._lingering = False  # closed by us, waiting for the peer's close (``_linger``)
-        self._linger_unsent = -1  # bytes not yet taken by the peer at the last check
-        self._linger_moved_at = 0.0  # when that number last went down
-        self._linger_check_s = _LINGER_FIRST_CHECK_S
-        self._linger_timer: asyncio.TimerHandle | None = None
+        self._linger_watch: Linger | None = None  # closes the socket when the wait is over
         self._error: Exception | None = None  # a TLS error that ended the connection
         # Plaintext taken out of OpenSSL before our close_notify (see _send_close_notify),
         # delivered before anything decrypted after it.
@@ -236,16 +160,16 @@ class TLSLayer(asyncio.BufferedProtocol):
         self._is_closing = True
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
-        if self._linger_timer is not None:
-            self._linger_timer.cancel()
-            self._linger_timer = None
+        if self._linger_watch is not None:
+            self._linger_watch.cancel()
+            self._linger_watch = None
         if not self._is_handshaken:
             self._fail_handshake(exc or ConnectionResetError("connection closed during handshake"))
             return
         exc = exc or self._error
         if exc is None and not self._eof_received and not self._closed_locally:
             exc = ConnectionResetError("peer closed the TLS connection without close_notify")
-        app, self.app = self.app, _LOST
+        app, self.app = self.app, LOST_APP
         app.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -459,39 +383,14 @@ class TLSLayer(asyncio.BufferedProtocol):
 
     def _linger(self) -> None:
         """End our side (FIN after the buffered bytes) and keep reading, dropping the input,
-        until the peer closes as well.
-
-        Why not just close the socket: a socket closed with input it has not read answers
-        with a RST, and on a RST the kernel drops every byte of ours still queued for the
-        peer. The peer may well be writing when we close: a multiplexed connection's window
-        updates, a heartbeat, the tail of a stream we no longer care about. Without the
-        lingering, a slow reader would lose the end of what we sent. Once the peer has taken
-        all our bytes a RST costs nothing (what a kernel received stays readable), so the
-        wait ends then, or when the bytes stopped moving for ``_LINGER_STALL_S``.
-        """
-        try:
-            self.raw.write_eof()
-        except OSError:  # the connection is gone already (the peer reset it): nothing to keep
-            self.raw.close()
-            return
+        until the peer closes as well or ``Linger`` ends the wait (why: ``tls_linger``)."""
+        self._linger_watch = Linger.start(self.raw, self._loop)
+        if self._linger_watch is None:
+            return  # the connection is gone already: nothing to keep
         self._lingering = True
-        self._linger_moved_at = self._loop.time()
         if self.reading_paused:
             self.reading_paused = False
             self.raw.resume_reading()
-        self._linger_timer = self._loop.call_later(self._linger_check_s, self._check_linger)
-
-    def _check_linger(self) -> None:
-        self._linger_timer = None
-        unsent = self.raw.get_write_buffer_size() + _kernel_unsent(self.raw)
-        now = self._loop.time()
-        if unsent and (self._linger_unsent < 0 or unsent < self._linger_unsent):
-            self._linger_unsent, self._linger_moved_at = unsent, now
-        if not unsent or now - self._linger_moved_at >= _LINGER_STALL_S:
-            self.raw.close()
-            return
-        self._linger_check_s = min(self._linger_check_s * 2, _LINGER_MAX_CHECK_S)
-        self._linger_timer = self._loop.call_later(self._linger_check_s, self._check_linger)
 
     def abort(self) -> None:
         self._is_closing = self._closed_locally = True
@@ -510,17 +409,3 @@ class TLSLayer(asyncio.BufferedProtocol):
         if name == "sslcontext":
             return self._ssl.context
         return self.raw.get_extra_info(name, default) if self.raw is not None else default
-
-
-def _kernel_unsent(transport: asyncio.Transport) -> int:
-    """Bytes written to the socket that the peer has not acknowledged yet (Linux ``SIOCOUTQ``);
-    0 where that cannot be read."""
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return 0
-    out = array.array("i", [0])
-    try:
-        fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, out, True)
-    except (OSError, ValueError):
-        return 0
-    return out[0]
