@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "protocol": {"errors", "ids"},
     "api": {"errors", "ids", "policy"},
     "certs": {"errors", "ids", "api", "log_throttle"},
-    "store": {"errors", "ids", "api"},
+    "kube": {"errors", "ids", "addresses", "api"},
+    "store": {"errors", "ids", "api", "kube"},
     "transport": {"errors", "ids", "addresses", "protocol"},
     "controlplane": {
         "errors",
