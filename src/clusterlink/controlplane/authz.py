@@ -16,12 +16,12 @@ Pure functions over a ``Snapshot``: no I/O, cheap enough to run for every connec
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from clusterlink.api import Export, Import, ImportSource
 from clusterlink.controlplane.catalog import Snapshot
 from clusterlink.policy import (
     PEER_NAME,
+    ClientIdentity,
     Decision,
     destination_attributes,
     source_attributes,
@@ -44,15 +44,6 @@ class LocalPeer:
     def __init__(self, name: str, labels: Mapping[str, str]) -> None:
         self.name = name
         self.labels = dict(labels)
-
-
-@dataclass(frozen=True, slots=True)
-class ClientIdentity:
-    """What the cluster says about a client (Kubernetes mode: the Pod at its address)."""
-
-    namespace: str
-    service_account: str
-    labels: Mapping[str, str]
 
 
 def egress_source_attributes(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "PEER_NAME",
     "SIDES",
     "Attributes",
+    "ClientIdentity",
     "Side",
     "destination_attributes",
     "key_problem",
@@ -117,6 +119,15 @@ def _listing(side: Side) -> str:
     return ", ".join(
         f"{key}<k>" if key.endswith(".") else key for key, sides in SIDES.items() if side in sides
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """What the cluster says about a client (Kubernetes mode: the Pod at its address)."""
+
+    namespace: str
+    service_account: str
+    labels: Mapping[str, str]
 
 
 def source_attributes(
