@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "protocol": {"errors", "ids"},
     "api": {"errors", "ids", "policy"},
     "certs": {"errors", "ids", "api", "log_throttle"},
-    "kube": {"errors", "ids", "addresses", "api"},
+    "kube": {"errors", "ids", "addresses", "api", "policy"},
     "store": {"errors", "ids", "api", "kube"},
     "transport": {"errors", "ids", "addresses", "protocol"},
     "controlplane": {
