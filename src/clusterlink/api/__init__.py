@@ -7,6 +7,7 @@ the naming rules and ``documents`` the text and dict conversions with their erro
 
 from clusterlink.api.documents import (
     dump_json,
+    dump_objects,
     dump_yaml,
     parse_documents,
     resource_from_dict,
@@ -92,6 +93,7 @@ __all__ = [
     "WorkloadSelector",
     "WorkloadSetOrSelector",
     "dump_json",
+    "dump_objects",
     "dump_yaml",
     "is_namespaced",
     "json_schema",

@@ -27,6 +27,7 @@ from clusterlink.errors import ValidationError
 
 __all__ = [
     "dump_json",
+    "dump_objects",
     "dump_yaml",
     "parse_documents",
     "resource_from_dict",
@@ -70,6 +71,24 @@ def dump_yaml(resources: Sequence[Resource], *, include_status: bool = True) -> 
     """Multi-document YAML, one document per resource; applying it again changes nothing."""
     docs = [to_dict(resource, include_status=include_status) for resource in resources]
     return yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True)
+
+
+def dump_objects(objects: Sequence[Mapping[str, Any]]) -> str:
+    """Multi-document YAML of plain objects (CRDs, manifests) as built: keys in the order
+    given, long strings (base64, patterns) on one line, and no ``&id001`` anchors where two
+    places happen to share one list, which readers of a manifest would not expect."""
+    return yaml.dump_all(
+        [dict(obj) for obj in objects],
+        Dumper=_NoAliases,
+        sort_keys=False,
+        width=1_000_000,
+        allow_unicode=True,
+    )
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def dump_json(resources: Resource | Sequence[Resource], *, include_status: bool = True) -> str:
