@@ -58,7 +58,8 @@ ALLOWED: dict[str, set[str]] = {
         "log_throttle",
     },
     "client": {"errors", "ids", "addresses", "api", "certs"},
-    "cli": {"errors", "ids", "addresses", "api", "certs", "client", "gateway"},
+    "manifests": {"errors", "ids", "api", "certs"},
+    "cli": {"errors", "ids", "addresses", "api", "certs", "client", "gateway", "manifests"},
 }
 # The process that wires it all may use every package but the command line.
 ALLOWED["gateway"] = {name for name in ALLOWED if name not in ("cli", "client")} | {

@@ -2,7 +2,7 @@
 
 This module only assembles the command tree; each command lives in the module for its job
 (``fabric``: certificates on disk, ``rotate``: replacing them, ``gateway``: running a gateway,
-``manage``: the admin API).
+``deploy``: the Kubernetes objects of a peer, ``manage``: the admin API).
 Heavy modules (the gateway, asyncio servers, httpx, cryptography) are imported inside the
 commands that need them, so ``--help``, ``--version`` and usage errors answer at once.
 
@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
-from clusterlink.cli import demo, fabric, gateway, manage, rotate
+from clusterlink.cli import demo, deploy, fabric, gateway, manage, rotate
 from clusterlink.cli.context import PEER_DIR_ENV, Globals, OneLineErrors, address_option
 
 __all__ = ["app", "run"]
@@ -39,6 +39,9 @@ create_app = typer.Typer(
     no_args_is_help=True,
 )
 gateway_app = typer.Typer(help="Run this peer's gateway.", no_args_is_help=True)
+deploy_app = typer.Typer(
+    help="Write what a Kubernetes cluster needs to run a peer's gateway.", no_args_is_help=True
+)
 rotate_app = typer.Typer(
     help="Replace certificates (local files): a peer's own, or the CAs a peer trusts.",
     no_args_is_help=True,
@@ -46,6 +49,7 @@ rotate_app = typer.Typer(
 app.add_typer(create_app, name="create")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(rotate_app, name="rotate")
+app.add_typer(deploy_app, name="deploy")
 
 create_app.command("fabric")(fabric.create_fabric)
 create_app.command("peer-cert")(fabric.create_peer_cert)
@@ -54,6 +58,7 @@ create_app.command("export")(manage.create_export)
 create_app.command("import")(manage.create_import)
 create_app.command("policy")(manage.create_policy)
 gateway_app.command("run")(gateway.gateway_run)
+deploy_app.command("peer")(deploy.deploy_peer)
 rotate_app.command("peer-cert")(rotate.rotate_peer_cert)
 rotate_app.command("ca-bundle")(rotate.rotate_ca_bundle)
 app.command()(manage.apply)
