@@ -1113,6 +1113,34 @@ class KubeAPI:
 
         return self._run(count)
 
+    def request_log(self) -> list[tuple[str, str, str]]:
+        """Every HTTP request served so far: (method, path, Content-Type or "")."""
+
+        def log() -> list[tuple[str, str, str]]:
+            return [
+                (str(r.method.value), r.url.path, _header(r, "Content-Type") or "")
+                for r in self.emulator
+            ]
+
+        return self._run(log)
+
+    def fail(
+        self,
+        request: str,
+        status: int = 500,
+        reason: str = "InternalError",
+        message: str = "a failure the test asked for",
+    ) -> None:
+        """From now on, answer requests matching ``request`` (kmock's pattern, e.g. ``"delete
+        /apis/clusterlink.net/v1alpha1/namespaces/default/exports/b"``) with a Status of
+        ``status``: a failure only the API could cause. The object is left as it was."""
+        refusal = _error(status, reason, message)
+
+        def react() -> None:
+            self.emulator[request] << refusal
+
+        self._run(react)
+
     # --- internals --------------------------------------------------------------------------
 
     async def _enter(self, history_limit: int) -> KubeEmulator:

@@ -223,6 +223,10 @@ class Informer(Generic[R]):
         with self._changed:
             return self._changed.wait_for(predicate, timeout_s)
 
+    def wait_for_absence(self, key: NamespacedName, timeout_s: float) -> bool:
+        """From another thread: until the cache holds no object at ``key``."""
+        return self.wait_for(lambda: key not in self._cache, timeout_s)
+
     def wait_for_version(self, version: str, timeout_s: float) -> bool:
         """From another thread: until the cache holds every change up to ``version``."""
         wanted = parse_version(version)
