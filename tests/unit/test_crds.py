@@ -566,6 +566,22 @@ def test_lb_scheme_defaults_to_round_robin_in_the_crd_as_in_the_model() -> None:
     assert to_dict(resource_from_dict(_original(4)))["spec"]["lbScheme"] == "round-robin"
 
 
+def _readme_kubernetes_documents() -> list[dict[str, Any]]:
+    readme = (CRD_DIR.parents[1] / "README.md").read_text()
+    section = readme.split("\n## Kubernetes\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    return [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
+
+
+def test_the_readmes_kubernetes_examples_fit_the_crds_and_the_models() -> None:
+    docs = _readme_kubernetes_documents()
+
+    assert {doc["kind"] for doc in docs} >= {"Peer", "Export", "Import", "AccessPolicy"}
+    for doc in docs:
+        assert schema_errors(openapi(doc["kind"]), doc) == [], doc["metadata"]["name"]
+        resource_from_dict(doc)
+
+
 if __name__ == "__main__":
     for stale in CRD_DIR.glob("*.yaml"):
         stale.unlink()
