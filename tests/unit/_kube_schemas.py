@@ -9,11 +9,15 @@ the API server does on top of the schema for a ``kubectl apply``: unknown fields
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 import jsonschema_rs
 import kubernetes_validate
+
+from clusterlink.api.crds import crd
+from clusterlink.api.resources import KindName
 
 # The newest release kubernetes-validate 1.37 ships schemas for (its `latest_version()`).
 KUBERNETES_VERSION: Final = "1.37"
@@ -50,3 +54,16 @@ def schema_errors(openapi: Mapping[str, Any], obj: Any) -> list[str]:
         f"{'.'.join(str(part) for part in error.instance_path)}: {error.message}"
         for error in validator.iter_errors(obj)
     ]
+
+
+def crd_schema(kind: KindName) -> dict[str, Any]:
+    """The ``openAPIV3Schema`` of ``kind``'s CRD."""
+    schema: dict[str, Any] = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def import_name_limit(rule: str) -> int:
+    """The one CEL rule of the CRDs, read as what it says (CEL itself cannot run here)."""
+    match = re.fullmatch(r"size\(self\.metadata\.name\) <= (\d+)", rule)
+    assert match, f"not the expected rule: {rule}"
+    return int(match.group(1))

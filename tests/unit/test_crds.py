@@ -1,5 +1,5 @@
-"""The CRDs (api/crds.py): structural, valid for the API server, in step with the models, and
-accepting the original ClusterLink's documents where the original accepts them.
+"""The CRDs (api/crds.py): structural, valid for the API server, and in step with the models
+(documents against them: test_crd_documents.py).
 
 Run as a program (``.venv/bin/python -m tests.unit.test_crds``) to rewrite the committed
 copies in ``config/crds/`` after a model change; ``test_committed_crds_are_the_generated_ones``
@@ -18,10 +18,9 @@ from typing import Any, Literal, Union
 import annotated_types
 import pydantic
 import pytest
-import yaml
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from clusterlink.api import KINDS, dump_objects, kind_info, resource_from_dict, to_dict
+from clusterlink.api import KINDS, dump_objects, kind_info
 from clusterlink.api.crds import IMPORT_NAME_RULE, crd, crd_file_name, crds, structural
 from clusterlink.api.resources import IMPORT_NAME_MAX, KindName
 from clusterlink.controlplane.conditions import (
@@ -30,8 +29,7 @@ from clusterlink.controlplane.conditions import (
     IMPORT_TARGET_PORT_VALID,
 )
 from clusterlink.controlplane.health import PEER_REACHABLE
-from clusterlink.errors import ValidationError
-from tests.unit._kube_schemas import check_object, schema_errors
+from tests.unit._kube_schemas import check_object, crd_schema, import_name_limit, schema_errors
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "config" / "crds"
 HEADER = (
@@ -43,11 +41,6 @@ HEADER = (
 def committed_files() -> dict[str, str]:
     """What ``config/crds/`` should hold: one file per CRD, as the original lays them out."""
     return {crd_file_name(c): HEADER + dump_objects([c]) for c in crds()}
-
-
-def openapi(kind: KindName) -> dict[str, Any]:
-    schema: dict[str, Any] = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    return schema
 
 
 # --- the transform ---------------------------------------------------------------------------
@@ -239,7 +232,7 @@ def test_condition_columns_name_the_condition_types_the_gateway_writes() -> None
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_printer_columns_point_at_fields_of_the_schema(kind: KindName) -> None:
-    schema = openapi(kind)
+    schema = crd_schema(kind)
     for column in crd(kind)["spec"]["versions"][0]["additionalPrinterColumns"]:
         node: Mapping[str, Any] = schema
         for part in re.sub(r"\[[^]]*\]", "", column["jsonPath"]).strip(".").split("."):
@@ -263,7 +256,7 @@ def _schema_nodes(node: Mapping[str, Any], path: str = "") -> Iterator[tuple[str
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_schemas_are_structural(kind: KindName) -> None:
     """The rules the API server applies to a v1 CRD's schema, besides its own schema."""
-    schema = openapi(kind)
+    schema = crd_schema(kind)
     for path, node in _schema_nodes(schema):
         where = path or "(root)"
         assert "type" in node, f"{where}: no type"
@@ -376,7 +369,7 @@ def _check_model(model: type[BaseModel], node: Mapping[str, Any], path: str) -> 
 def test_every_field_of_the_models_is_in_the_crd_with_its_type_and_rules(kind: KindName) -> None:
     """Read from the models' annotations, independently of the transform under test."""
     model = kind_info(kind).model
-    schema = openapi(kind)
+    schema = crd_schema(kind)
     for part in ("spec", "status"):
         field = model.model_fields[part]
         _check(field.annotation, list(field.metadata), schema["properties"][part], part)
@@ -387,199 +380,7 @@ def test_the_import_name_rule_is_the_models_limit() -> None:
     assert crd("Import")["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
         "x-kubernetes-validations"
     ] == [IMPORT_NAME_RULE]
-    assert _cel_name_limit(IMPORT_NAME_RULE["rule"]) == IMPORT_NAME_MAX
-
-
-# --- documents as the original writes them ---------------------------------------------------
-
-
-ORIGINAL_FORMS = """
-apiVersion: clusterlink.net/v1alpha1
-kind: Peer
-metadata: {name: server1, namespace: clusterlink-system}
-spec:
-  gateways:
-    - host: 10.0.0.7
-      port: 30443
----
-apiVersion: clusterlink.net/v1alpha1
-kind: Export
-metadata: {name: reviews, namespace: default}
-spec:
-  port: 9080
----
-apiVersion: clusterlink.net/v1alpha1
-kind: Export
-metadata: {name: db, namespace: shop}
-spec: {host: db.shop.svc.cluster.local, port: 5432}
----
-apiVersion: clusterlink.net/v1alpha1
-kind: Import
-metadata: {name: reviews, namespace: default}
-spec:
-  port: 9080
-  sources:
-    - {exportName: reviews, exportNamespace: default, peer: server1}
-    - {exportName: reviews, exportNamespace: default, peer: server2}
-  lbScheme: static
----
-apiVersion: clusterlink.net/v1alpha1
-kind: Import
-metadata: {name: iperf3-server, namespace: default}
-spec:
-  port: 5000
-  targetPort: 41000
-  sources:
-    - {exportName: iperf3-server, exportNamespace: default, peer: server}
----
-apiVersion: clusterlink.net/v1alpha1
-kind: AccessPolicy
-metadata: {name: deny-from-gw, namespace: default}
-spec:
-  action: deny
-  from: [{workloadSelector: {matchLabels: {peer.clusterlink.net/name: peer3}}}]
-  to: [{workloadSelector: {}}]
----
-apiVersion: clusterlink.net/v1alpha1
-kind: AccessPolicy
-metadata: {name: allow-firefox, namespace: default}
-spec:
-  action: allow
-  from:
-    - workloadSelector:
-        matchExpressions:
-          - {key: client.clusterlink.net/labels.app, operator: In, values: [firefox]}
-  to: [{workloadSelector: {matchLabels: {export.clusterlink.net/name: openspeedtest}}}]
----
-apiVersion: clusterlink.net/v1alpha1
-kind: PrivilegedAccessPolicy
-metadata: {name: deny-peer3}
-spec:
-  action: deny
-  from: [{workloadSelector: {matchLabels: {peer.clusterlink.net/name: peer3}}}]
-  to: [{workloadSelector: {}}]
-"""
-
-
-def _original(index: int) -> dict[str, Any]:
-    doc: dict[str, Any] = list(yaml.safe_load_all(ORIGINAL_FORMS))[index]
-    return doc
-
-
-def _name(index: int) -> str:
-    doc = _original(index)
-    return f"{doc['kind']}/{doc['metadata']['name']}"
-
-
-@pytest.mark.parametrize("index", range(8), ids=_name)
-def test_the_originals_documents_fit_the_crds(index: int) -> None:
-    doc = _original(index)
-
-    assert schema_errors(openapi(doc["kind"]), doc) == []
-
-
-@pytest.mark.parametrize("index", range(8), ids=_name)
-def test_what_the_gateway_writes_fits_the_crds(index: int) -> None:
-    """A document after the model's defaults, with a status as the gateway writes one."""
-    resource = resource_from_dict(_original(index))
-    doc = to_dict(resource)
-    condition = {
-        "type": "Valid",
-        "status": "True",
-        "reason": "Verified",
-        "message": "",
-        "lastTransitionTime": "2026-01-01T00:00:00Z",
-    }
-    if doc["kind"] in ("Peer", "Export", "Import"):
-        doc["status"] = {"conditions": [condition]}
-    if doc["kind"] == "Peer":
-        doc["status"] |= {"reachable": True, "labels": {"region": "eu"}, "rttMs": 1.5}
-
-    assert schema_errors(openapi(doc["kind"]), doc) == []
-
-
-def _changed(index: int, path: str, value: Any) -> dict[str, Any]:
-    doc = _original(index)
-    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-    node: Any = doc
-    for part in parents:
-        node = node[part]
-    node[last] = value
-    return doc
-
-
-INVALID = [
-    ("import-port", _changed(3, "spec.port", 70000)),
-    ("import-target-port", _changed(4, "spec.targetPort", 70000)),
-    ("export-port", _changed(1, "spec.port", 70000)),
-    ("negative-port", _changed(1, "spec.port", -1)),
-    ("gateway-port", _changed(0, "spec.gateways.0.port", 70000)),
-    ("lb-scheme", _changed(3, "spec.lbScheme", "foo")),
-    ("action", _changed(5, "spec.action", "permit")),
-    ("operator", _changed(6, "spec.from.0.workloadSelector.matchExpressions.0.operator", "Is")),
-    ("no-sources", _changed(3, "spec.sources", [])),
-    ("no-gateways", _changed(0, "spec.gateways", [])),
-    ("host-with-space", _changed(2, "spec.host", "db shop")),
-    ("source-peer", _changed(3, "spec.sources.0.peer", "Server_1")),
-    ("unknown-field", _changed(3, "spec.lbSchema", "random")),
-    ("workload-sets", _changed(5, "spec.from.0.workloadSets", ["a"])),
-]
-
-
-@pytest.mark.parametrize(("name", "doc"), INVALID, ids=[name for name, _ in INVALID])
-def test_invalid_documents_are_refused_by_the_crd_as_by_the_model(
-    name: str, doc: dict[str, Any]
-) -> None:
-    assert schema_errors(openapi(doc["kind"]), doc) != []
-    with pytest.raises(ValidationError):
-        resource_from_dict(doc)
-
-
-def _cel_name_limit(rule: str) -> int:
-    """The one CEL rule of the CRDs, read as what it says (CEL itself cannot run here)."""
-    match = re.fullmatch(r"size\(self\.metadata\.name\) <= (\d+)", rule)
-    assert match, f"not the expected rule: {rule}"
-    return int(match.group(1))
-
-
-@pytest.mark.parametrize(("length", "accepted"), [(63, True), (64, False)])
-def test_an_import_name_over_63_characters_is_refused_by_the_cel_rule_and_the_model(
-    length: int, accepted: bool
-) -> None:
-    doc = _original(3)
-    doc["metadata"]["name"] = "i" * length
-    (rule,) = openapi("Import")["x-kubernetes-validations"]
-
-    assert (len(doc["metadata"]["name"]) <= _cel_name_limit(rule["rule"])) is accepted
-    assert "63" in rule["message"]
-    if accepted:
-        resource_from_dict(doc)
-    else:
-        with pytest.raises(ValidationError, match="cannot exceed 63"):
-            resource_from_dict(doc)
-
-
-def test_lb_scheme_defaults_to_round_robin_in_the_crd_as_in_the_model() -> None:
-    lb = openapi("Import")["properties"]["spec"]["properties"]["lbScheme"]
-
-    assert lb["default"] == "round-robin"
-    assert to_dict(resource_from_dict(_original(4)))["spec"]["lbScheme"] == "round-robin"
-
-
-def _readme_kubernetes_documents() -> list[dict[str, Any]]:
-    readme = (CRD_DIR.parents[1] / "README.md").read_text()
-    section = readme.split("\n## Kubernetes\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
-    return [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
-
-
-def test_the_readmes_kubernetes_examples_fit_the_crds_and_the_models() -> None:
-    docs = _readme_kubernetes_documents()
-
-    assert {doc["kind"] for doc in docs} >= {"Peer", "Export", "Import", "AccessPolicy"}
-    for doc in docs:
-        assert schema_errors(openapi(doc["kind"]), doc) == [], doc["metadata"]["name"]
-        resource_from_dict(doc)
+    assert import_name_limit(IMPORT_NAME_RULE["rule"]) == IMPORT_NAME_MAX
 
 
 if __name__ == "__main__":
