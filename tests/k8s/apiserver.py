@@ -931,8 +931,11 @@ class KubeAPI:
         history_limit: int = 1000,
         types: Sequence[ResourceType] = CLUSTERLINK_TYPES + CORE_TYPES,
         namespaces: Sequence[str] = DEFAULT_NAMESPACES,
+        crds: Sequence[Mapping[str, Any]] = (),
         shutdown_timeout_s: float = 2.0,
     ) -> None:
+        """``crds``: CustomResourceDefinitions to serve in place of the plain ``types`` of
+        their names, with their schemas enforced (``clusterlink.api.crds.crds()``)."""
         self._port = port
         self._shutdown_timeout_s = shutdown_timeout_s
         self._runner: aiohttp.web.ServerRunner | None = None
@@ -942,6 +945,8 @@ class KubeAPI:
         self.emulator = self._call(self._enter(history_limit))
         for rtype in types:
             self.emulator.register(rtype)
+        for crd in crds:
+            self.register_crd(crd)
         for namespace in namespaces:
             self.create("namespaces", {"metadata": {"name": namespace}})
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from clusterlink.api.crds import crds
 from tests.k8s.apiserver import KubeAPI, StatusError
 
 pytestmark = pytest.mark.k8s
@@ -271,6 +272,33 @@ def test_custom_objects_are_validated_against_a_registered_schema(api, http):
     expect_status(
         http.patch(f"{EXPORTS}/a", json={"spec": {"port": "x"}}, headers=MERGE), 422, "Invalid"
     )
+
+
+def test_the_generated_crds_are_served_with_their_scopes_and_schemas():
+    with KubeAPI(crds=crds()) as api, httpx.Client(base_url=api.url) as client:
+        body = expect_status(client.post(EXPORTS, json=export("a", port=70000)), 422, "Invalid")
+        assert "spec.port" in body["message"]
+        peer = {"metadata": {"name": "b"}, "spec": {"gateways": [{"host": "h", "port": 1}]}}
+        assert client.post(f"{CL}/namespaces/default/peers", json=peer).status_code == 201
+        gateways: dict[str, Any] = {"spec": {"gateways": []}}
+        expect_status(
+            client.patch(f"{CL}/namespaces/default/peers/b", json=gateways, headers=MERGE),
+            422,
+            "Invalid",
+        )
+        policy = {"metadata": {"name": "p"}, "spec": {"action": "deny", "from": [], "to": []}}
+        expect_status(client.post(f"{CL}/privilegedaccesspolicies", json=policy), 422, "Invalid")
+        scopes = {r["name"]: r["namespaced"] for r in client.get(CL).json()["resources"]}
+        assert scopes == {
+            "peers": True,
+            "peers/status": True,
+            "exports": True,
+            "exports/status": True,
+            "imports": True,
+            "imports/status": True,
+            "accesspolicies": True,
+            "privilegedaccesspolicies": False,
+        }
 
 
 # --- lists and selectors ----------------------------------------------------------------------
