@@ -46,26 +46,33 @@ from clusterlink.controlplane.authz import LocalPeer
 from clusterlink.controlplane.catalog import Catalog, Snapshot
 from clusterlink.controlplane.health import HealthSettings, PeerHealth
 from clusterlink.controlplane.metrics_server import MetricsServer
-from clusterlink.controlplane.resources import ResourceService
+from clusterlink.controlplane.resources import ResourceService, require_export_addresses
 from clusterlink.dataplane.connector import PeerConnector
 from clusterlink.dataplane.egress import Egress
 from clusterlink.dataplane.import_listener import ImportListeners
-from clusterlink.dataplane.ingress import Ingress
+from clusterlink.dataplane.ingress import Ingress, export_address
 from clusterlink.dataplane.limits import Limits
 from clusterlink.dataplane.peer_listener import PEER_ALPN, PeerListener
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError
 from clusterlink.ids import PeerName
+from clusterlink.kube_mode import KubernetesMode, KubernetesSettings
 from clusterlink.logs import setup_logging
 from clusterlink.memory import keep_freed_memory_while_busy, return_free_memory_after_tunnels
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.peer_dir_lock import hold_peer_dir
 from clusterlink.protocol import ALPN_PROTOCOL, Health
 from clusterlink.protocol.mux import MUX_ALPN
-from clusterlink.store import SQLiteStore
+from clusterlink.store import SQLiteStore, Store
 
-__all__ = ["DataplaneSettings", "GatewayConfig", "HealthSettings", "run_gateway"]
+__all__ = [
+    "DataplaneSettings",
+    "GatewayConfig",
+    "HealthSettings",
+    "KubernetesSettings",
+    "run_gateway",
+]
 
 log = logging.getLogger("clusterlink.gateway")
 
@@ -86,6 +93,7 @@ class GatewayConfig:
     dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     cert_check_interval_s: float = 5.0  # poll of cert.pem, key.pem, ca.pem; 0: SIGHUP only
+    kubernetes: KubernetesSettings | None = None  # None: standalone, the SQLite store
 
 
 def run_gateway(config: GatewayConfig) -> int:
@@ -171,7 +179,9 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self._tls = CredentialReloader(config.peer_dir, _TLSContexts.build)
+        self._tls = CredentialReloader(
+            config.peer_dir, _TLSContexts.build, require_admin=config.kubernetes is None
+        )
         self.peer_dir: PeerDir = self._tls.peer_dir
         self.local = LocalPeer(self.peer_dir.name, config.labels)
         self.started_at = time.monotonic()
@@ -179,6 +189,7 @@ class Gateway:
         self._gateway_json = self.peer_dir.path / "gateway.json"
         self._written_info: str | None = None  # what this gateway put in gateway.json
         self.store: SQLiteStore | None = None
+        self.kube: KubernetesMode | None = None
         self._closers: list[Any] = []
         self._retirers: list[Callable[[], None]] = []
 
@@ -186,7 +197,14 @@ class Gateway:
         config, settings = self.config, self.config.dataplane
         listen_addr = _parse(config.listen, "--listen")
         admin_addr = _parse(config.admin_listen, "--admin-listen")
-        self.store = store = SQLiteStore(config.state_path or self.peer_dir.path / "state.db")
+        store: Store
+        kube: KubernetesMode | None = None
+        if config.kubernetes is None:
+            self.store = store = SQLiteStore(config.state_path or self.peer_dir.path / "state.db")
+        else:
+            self.kube = kube = KubernetesMode(config.kubernetes)
+            self._closers.append(kube.close)  # stopped last: the other parts use its store
+            store = await kube.open_store()
         catalog = Catalog(store)
         connector = PeerConnector(
             context=lambda: self._tls.current.client,
@@ -198,6 +216,7 @@ class Gateway:
             settings=config.health,
             local_name=self.local.name,
             on_silent=connector.fail_pending,
+            on_change=(lambda _peer, _state: kube.peer_changed()) if kube else None,
         )
         metrics = GatewayMetrics(peers=health.samples)
         tunnels = TunnelRegistry(
@@ -215,9 +234,21 @@ class Gateway:
             metrics=metrics,
             limits=limits,
             refuse_grace_s=settings.refuse_grace_s,
+            identify=kube.identify if kube else lambda _ip: None,
         )
-        imports = ImportListeners(host=config.import_host, egress=egress, limits=limits)
-        resources = ResourceService(store=store, catalog=catalog, binder=imports)
+        imports = ImportListeners(
+            host=config.import_host,
+            egress=egress,
+            limits=limits,
+            port_of=kube.port_of if kube else lambda imp: imp.spec.listen_port,
+        )
+        resources = ResourceService(
+            store=store,
+            catalog=catalog,
+            binder=imports,
+            check=(lambda _resources: None) if kube else require_export_addresses,
+            follows_store=kube is not None,
+        )
         ingress = Ingress(
             catalog=catalog,
             local=self.local,
@@ -225,6 +256,7 @@ class Gateway:
             settings=settings,
             metrics=metrics,
             limits=limits,
+            locate=kube.locate if kube else export_address,
         )
         peer_listener = PeerListener(
             context=lambda: self._tls.current.server,
@@ -244,7 +276,7 @@ class Gateway:
             close_revoked_tunnels=tunnels.close_revoked,
         )
         # Stopped in reverse order: first no new connections, then the tunnels, then state.
-        self._closers = [tunnels.close, connector.close, health.close, imports.close]
+        self._closers += [tunnels.close, connector.close, health.close, imports.close]
         self._retirers = [
             connector.retire_connections,
             health.reconnect,
@@ -266,6 +298,9 @@ class Gateway:
                 "metrics", "metrics", "--metrics-listen", metrics_addr, MetricsServer(metrics)
             )
         await resources.start()
+        if kube is not None:
+            own = {parse_address(a)[1] for a in self.addresses.values() if a is not None}
+            await kube.start(resources=resources, health=health, own_ports=frozenset(own))
         tunnels.start_sweeper()
         returner = asyncio.create_task(return_free_memory_after_tunnels(lambda: tunnels.n_closed))
         self._closers.append(returner.cancel)
@@ -354,11 +389,19 @@ class Gateway:
         }
 
     def _write_gateway_json(self) -> None:
-        """Atomically, so a reader never sees half a file."""
+        """Atomically, so a reader never sees half a file. In a peer directory the gateway
+        may not write (a Secret mounted into a pod), there is none: nothing there runs the
+        CLI against it."""
         info = {"name": self.local.name, "pid": os.getpid(), **self.addresses}
         text = json.dumps(info, indent=2) + "\n"
         tmp = self._gateway_json.with_name(f".gateway.json.{os.getpid()}")
-        tmp.write_text(text)
+        try:
+            tmp.write_text(text)
+        except OSError as exc:
+            if self.kube is None:
+                raise
+            log.info("not writing %s: %s", self._gateway_json, exc.strerror or exc)
+            return
         tmp.replace(self._gateway_json)
         self._written_info = text
 

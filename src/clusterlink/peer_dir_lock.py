@@ -41,12 +41,21 @@ def hold_peer_dir(path: Path) -> Iterator[None]:
     """Hold the lock of the peer directory at ``path``; ConflictError if a live process holds it.
 
     A directory that does not exist is not locked: the gateway's check of its files comes next
-    and says what is missing far better than a failed ``open`` of the lock file would.
+    and says what is missing far better than a failed ``open`` of the lock file would. Nor is
+    one the gateway may not write to (see below).
     """
     lock_path = path / LOCK_FILE
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except (FileNotFoundError, NotADirectoryError):
+        yield
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        # A directory we may not write (a Secret mounted into a pod, in Kubernetes mode):
+        # nothing of it can be overwritten by a second gateway either, so there is nothing
+        # to guard.
         yield
         return
     try:

@@ -222,3 +222,18 @@ def test_a_directory_that_is_unusable_at_start_raises(peer: Path) -> None:
 
     with pytest.raises(CertificateError, match=r"key\.pem is missing"):
         reloader(peer)
+
+
+def test_kubernetes_mode_needs_only_the_gateways_own_files(tmp_path: Path) -> None:
+    """In a pod the peer directory is a Secret with cert.pem, key.pem and ca.pem: the admin
+    key stays out of the cluster, and the gateway must start without it."""
+    create_fabric(tmp_path, "fab")
+    peer = create_peer_cert(tmp_path, "a", "fab")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        shutil.copy(peer / name, secret / name)
+    with pytest.raises(CertificateError, match="admin"):
+        CredentialReloader(secret, lambda pd: pd.name)
+    reloader = CredentialReloader(secret, lambda pd: pd.name, require_admin=False)
+    assert reloader.current == "a"

@@ -40,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "protocol",
         "certs",
         "store",
+        "kube",
         "transport",
         "metrics",
         "log_throttle",
@@ -61,6 +62,8 @@ ALLOWED: dict[str, set[str]] = {
     "manifests": {"errors", "ids", "api", "certs"},
     "cli": {"errors", "ids", "addresses", "api", "certs", "client", "gateway", "manifests"},
 }
+# Kubernetes mode's wiring may use what the gateway wires, but not the gateway itself.
+ALLOWED["kube_mode"] = {name for name in ALLOWED if name not in ("cli", "client", "manifests")}
 # The process that wires it all may use every package but the command line.
 ALLOWED["gateway"] = {name for name in ALLOWED if name not in ("cli", "client")} | {
     "logs",

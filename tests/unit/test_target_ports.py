@@ -57,3 +57,12 @@ def test_random_ports_never_collide_even_when_the_range_is_nearly_full() -> None
     assert (
         str(conflict) == f"every port from {FIRST_PORT} to {LAST_PORT} is leased by another import"
     )
+
+
+def test_the_gateways_own_ports_are_never_leased_nor_taken() -> None:
+    own = frozenset(range(FIRST_PORT, LAST_PORT))  # all but the last port are the gateway's
+    ports = TargetPorts(rng=random.Random(3), reserved=own)
+    assert ports.lease(WEB) == LAST_PORT
+    conflict = ports.lease(DB, 8443 if 8443 in own else FIRST_PORT)
+    assert isinstance(conflict, PortConflict)
+    assert "is one of the gateway's own ports" in str(conflict)

@@ -66,12 +66,22 @@ class CredentialReloader(Generic[T]):
         build: Callable[[PeerDir], T],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        require_admin: bool = True,
     ) -> None:
-        """Load and build once; CertificateError (start-up fails) if the directory is unusable."""
+        """Load and build once; CertificateError (start-up fails) if the directory is unusable.
+
+        ``require_admin``: the admin certificate and key must be there too (standalone: the
+        CLI on this host uses them). In Kubernetes mode the peer directory is a Secret that
+        holds the gateway's own files only, and the admin key stays out of the cluster.
+        """
         self._path = path
         self._build = build
         self._clock = clock
-        self.peer_dir = load_peer_dir(path)  # the whole gate, admin files included, once
+        self.peer_dir = (  # the whole gate, once
+            load_peer_dir(path)
+            if require_admin
+            else read_gateway_credentials(path, clock()).peer_dir
+        )
         now = clock()
         self.credentials, self.current = self._load(now)
         self._due_at = _next_moment(self.credentials, now)

@@ -129,12 +129,63 @@ def gateway_run(
             "are then used for new connections; 0: only on SIGHUP.",
         ),
     ] = 5.0,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes",
+            help="Kubernetes mode: the resources are custom resources in the cluster's API "
+            "(in a pod: its service account), Imports get Services.",
+        ),
+    ] = False,
+    namespace: Annotated[
+        str,
+        typer.Option(help="Kubernetes mode: ClusterLink's own namespace (Peers, Lease, Services)."),
+    ] = "clusterlink-system",
+    kube_api: Annotated[
+        str | None,
+        typer.Option(
+            help="Kubernetes mode: the API server's URL, no credentials (tests, proxies)."
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="Kubernetes mode: a kubeconfig file (default: in-cluster, or ~/.kube)."),
+    ] = None,
+    lease_duration: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Kubernetes mode: seconds without a renewal after which another replica "
+            "takes the lead.",
+        ),
+    ] = 15.0,
 ) -> None:
     """Run this peer's gateway in the foreground; SIGTERM or SIGINT stops it (exit 0)."""
     peer_dir = peer_dir_of(ctx, peer_dir)
     with usage_errors("--label"):
         labels = dict(parse_label(item) for item in label or [])
-    from clusterlink.gateway import DataplaneSettings, GatewayConfig, HealthSettings, run_gateway
+    from clusterlink.gateway import (
+        DataplaneSettings,
+        GatewayConfig,
+        HealthSettings,
+        KubernetesSettings,
+        run_gateway,
+    )
+
+    if not kubernetes and (kube_api or kubeconfig):
+        raise typer.BadParameter("--kube-api and --kubeconfig need --kubernetes")
+    kube = (
+        KubernetesSettings(
+            namespace=namespace,
+            api_url=kube_api,
+            kubeconfig=kubeconfig,
+            lease_duration_s=lease_duration,
+            lease_renew_s=lease_duration / 3,
+            lease_retry_s=min(2.0, lease_duration / 5),
+        )
+        if kubernetes
+        else None
+    )
 
     config = GatewayConfig(
         peer_dir=peer_dir,
@@ -162,5 +213,6 @@ def gateway_run(
             reachable_after=reachable_after,
         ),
         cert_check_interval_s=cert_check_interval,
+        kubernetes=kube,
     )
     raise typer.Exit(run_gateway(config))

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from clusterlink import __version__
 from clusterlink.addresses import format_address
-from clusterlink.api import Import, Peer, Resource, ResourceKey, to_dict, with_status
+from clusterlink.api import Import, ImportStatus, Peer, Resource, ResourceKey, to_dict, with_status
 from clusterlink.certs import admin_peer_of, peer_name_of
 from clusterlink.controlplane.admin_input import (
     parse_close_tunnels,
@@ -328,11 +328,21 @@ class AdminServer:
                 for s in resource.spec.sources
             ]
             listen = self.resources.binder.listen_address(key)
-            conditions = self.import_conditions.of(key)
+            # Conditions the leader wrote (Kubernetes mode) stay; this gateway's own judgement
+            # is added for the types it has.
+            stored = [
+                c.model_dump(by_alias=True) for c in (resource.status or _NO_STATUS).conditions
+            ]
+            judged = self.import_conditions.of(key)
+            kept = [c for c in stored if c["type"] not in {j["type"] for j in judged}]
+            conditions = [*kept, *judged]
             resource = with_status(
                 resource, {"listen": listen, "sources": sources, "conditions": conditions}
             )
         return to_dict(resource)
+
+
+_NO_STATUS = ImportStatus()
 
 
 def _reachable(status: Mapping[str, Any] | None) -> bool | None:
