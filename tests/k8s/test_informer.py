@@ -273,3 +273,14 @@ async def test_stop_ends_the_watch(api, client):
     await eventually(lambda: api.open_watches == 1, what="the watch is open")
     await informer.stop()
     await eventually(lambda: api.open_watches == 0, what="the watch closed")
+
+
+async def test_a_server_that_keeps_answering_410_is_not_hammered(api, client, started):
+    api.fail("watch exports.v1alpha1.clusterlink.net", 410, "Expired", "too old resource version")
+    no_jitter = Informer(client, ExportCR, backoff=FAST, unit_random=lambda: 0.0)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await run(started, no_jitter)
+    await eventually(lambda: api.requests("exports", "list") >= 4, what="re-lists")
+    # the first 410 re-lists at once; the next ones wait 0.05 s, then 0.1 s, 0.2 s, ...
+    assert loop.time() - began >= 0.05 + 0.1

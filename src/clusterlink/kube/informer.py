@@ -193,6 +193,7 @@ class Informer(Generic[R]):
         self._unit_random = unit_random
         self._cache: dict[NamespacedName, R] = {}
         self._version = 0
+        self._events = 0  # watch events applied, to tell a watch that made progress
         self._changed = threading.Condition(threading.RLock())
         self.synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -248,11 +249,12 @@ class Informer(Generic[R]):
 
     async def run(self) -> None:
         """List and watch until cancelled (rules 1 to 4 of the module docstring)."""
-        failures = 0
+        failures = gone_in_a_row = events_at_list = 0
         while True:
             doing = "list"
             try:
                 version = await self._relist()
+                events_at_list = self._events
                 self._reachability.succeeded(self.name)
                 failures = 0
                 doing = "watch"
@@ -260,7 +262,14 @@ class Informer(Generic[R]):
                 log.debug("the watch of %s ended; re-listing", self.name)
             except CLIENT_ERRORS as exc:
                 if doing == "watch" and http_status(exc) == _GONE:
+                    # Re-list at once; but a 410 again with no event since the last re-list
+                    # backs off, so that a server that keeps answering 410 is not hammered.
+                    quiet = self._events == events_at_list
+                    gone_in_a_row = gone_in_a_row + 1 if quiet else 1
                     log.debug("%s: resourceVersion too old for the watch; re-listing", self.name)
+                    if gone_in_a_row > 1:
+                        delay_s = self._backoff.delay_s(gone_in_a_row - 1, self._unit_random())
+                        await asyncio.sleep(delay_s)
                     continue
                 failures += 1
                 where = self._reachability.server
@@ -321,6 +330,7 @@ class Informer(Generic[R]):
     def _apply(self, event_type: str, obj: R) -> None:
         key, version = identity(obj)
         with self._changed:
+            self._events += 1
             old = self._cache.get(key)
             change: Change[R] | None = None
             if event_type == "DELETED":
