@@ -8,7 +8,7 @@ An Import is reached through an ordinary Service, as in the original:
   *system* name (``import-<name>-<namespace>-<hash>``: unique, at most 63 characters), and the
   Import's own namespace gets an ExternalName Service of the Import's name pointing at it.
 
-Every managed Service carries ``app.kubernetes.io/managed-by: clusterlink`` and the labels
+Every managed Service carries ``app.kubernetes.io/managed-by: clusterlink.net`` and the labels
 ``clusterlink.net/import-namespace`` and ``clusterlink.net/import-name`` (two labels, since a
 label value holds at most 63 characters: an Import's name does, which is why it is limited),
 which is how a Service is told apart from one a user made: a Service of the same name that is
@@ -44,7 +44,7 @@ __all__ = [
 MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 IMPORT_NAMESPACE_LABEL: Final = "clusterlink.net/import-namespace"
 IMPORT_NAME_LABEL: Final = "clusterlink.net/import-name"
-MANAGED_LABELS: Final = {MANAGED_BY: "clusterlink"}
+MANAGED_LABELS: Final = {MANAGED_BY: "clusterlink.net"}  # as the original writes it
 # The labels of the gateway pods (the Deployment of ``clusterlink deploy peer``).
 GATEWAY_POD_LABELS: Final = {"app.kubernetes.io/name": "clusterlink"}
 
