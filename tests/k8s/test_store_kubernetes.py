@@ -493,6 +493,11 @@ async def test_reads_go_on_while_the_api_is_away_and_writes_fail_clearly(api, st
     assert [r.metadata.name for r in store.list("exports")] == ["a", "b", "c"]
 
 
+async def test_a_store_starts_once(store):
+    with pytest.raises(StoreError, match="started already"):
+        await store.start()
+
+
 async def test_start_says_when_the_api_does_not_answer():
     unreachable = load_access(api_url="http://127.0.0.1:9")
     store = KubernetesStore(

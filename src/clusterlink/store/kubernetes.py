@@ -161,6 +161,8 @@ class KubernetesStore:
 
     async def start(self) -> None:
         """Start the informers and wait until each has listed once (``sync_timeout_s``)."""
+        if self._loop is not None:
+            raise StoreError("this Kubernetes store was started already; open another one")
         self._loop = asyncio.get_running_loop()
         self._client = self.access.sync_client()
         self._async_client = self.access.async_client()
