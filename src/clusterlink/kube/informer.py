@@ -14,7 +14,9 @@ Rules, in the order an informer meets them:
    event carrying the resourceVersion already cached changes nothing and is not reported.
 3. A watch the server ends (``timeoutSeconds``) is resumed by lightkube from the last
    resourceVersion seen, so nothing in between is missed. ``410 Gone`` (that version is no
-   longer in the server's history) sends the informer back to 1 at once.
+   longer in the server's history) sends the informer back to 1 at once; a 410 again with
+   no event since that re-list waits a back-off first, so a server stuck on 410 is not
+   listed in a loop.
 4. Any other failure (API unreachable, 5xx, 403 or 404 when RBAC or the CRDs are missing)
    sends it back to 1 after a back-off: exponential up to ``max_s``, jittered so that
    replicas do not retry in step, reset by a successful list. The cache is kept meanwhile.
