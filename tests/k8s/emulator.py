@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import re
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -442,6 +443,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
             first = errors[0]
             where = ".".join(str(part) for part in first.instance_path) or "<root>"
             raise invalid(rtype, obj["metadata"]["name"], f"{where}: {first.message}")
+        for rule in rtype.schema.get("x-kubernetes-validations") or []:
+            if not _holds(rule["rule"], obj):
+                message = rule.get("message") or f"failed rule: {rule['rule']}"
+                raise invalid(rtype, obj["metadata"]["name"], f"<root>: Invalid value: {message}")
 
     def _merge_parts(
         self, rtype: ResourceType, current: Obj, wanted: Obj, subresource: str | None
@@ -580,3 +585,15 @@ def _body(request: kmock.Request) -> Any:
         return json.loads(request.body or b"null")
     except ValueError as exc:
         raise error(400, "BadRequest", f"the request body is not JSON: {exc}") from exc
+
+
+# The one shape of CEL rule our CRDs use (``size(self.metadata.name) <= N``). CEL itself cannot
+# run here; a rule of any other shape is a test setup error, not silently passed.
+_NAME_SIZE_RULE = re.compile(r"size\(self\.metadata\.name\)\s*<=\s*(\d+)")
+
+
+def _holds(rule: str, obj: Obj) -> bool:
+    found = _NAME_SIZE_RULE.fullmatch(rule.strip())
+    if found is None:
+        raise AssertionError(f"the emulated API cannot evaluate the CEL rule {rule!r}")
+    return len(obj["metadata"]["name"]) <= int(found.group(1))
