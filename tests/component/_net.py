@@ -9,8 +9,8 @@
   asyncio's in ways our I/O code cares about (uvloop ignores a ``pause_reading`` made in
   ``connection_made``, and raises where asyncio quietly ignores a call on a closed
   transport), so the I/O tests run on both. A test module imports ``fabric_fixture`` and
-  ``run_fixture``; pytest knows them by their fixture names (no conftest here: tests/unit is
-  everyone's).
+  ``run_fixture``; pytest knows them by their fixture names, and a reader sees where each
+  fixture comes from.
 
 Every wait is bounded by ``WAIT_S``: a test that hangs is a test that failed.
 """

@@ -1,8 +1,8 @@
 """The management commands against a real `clusterlink gateway run` process on loopback.
 
-Strictly an integration test (it starts a process and uses sockets); it lives next to the other
-CLI tests until tests/integration has its gateway fixtures. Everything is bounded: the gateway
-must write gateway.json within 20 s and stop within 10 s of SIGTERM.
+One gateway process and the command line against it (a pair of gateways, with tunnels
+between them, is tests/integration's). Everything is bounded: the gateway must write
+gateway.json within 20 s and stop within 10 s of SIGTERM.
 """
 
 import json
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytestmark = pytest.mark.component
 
 CLUSTERLINK = str(Path(sys.executable).parent / "clusterlink")
 API = "clusterlink.net/v1alpha1"

@@ -23,6 +23,8 @@ from clusterlink.errors import (
     ValidationError,
 )
 
+pytestmark = pytest.mark.component
+
 
 @pytest.fixture(scope="module")
 def peer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -6,6 +6,10 @@ import resource
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.component
+
 
 def test_the_gateway_raises_its_soft_open_file_limit_to_the_hard_one() -> None:
     script = (

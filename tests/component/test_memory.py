@@ -1,9 +1,13 @@
 """Free memory goes back to the system: the difference between a gateway that returns to its
-resting RSS after a burst of tunnels and one that sits at its peak."""
+resting RSS after a burst of tunnels and one that sits at its peak.
+
+Measured in fresh processes, since what the suite allocated and freed before would decide the
+figures. When the gateway trims (after tunnels closed, once for a batch) is in
+tests/unit/test_memory.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -11,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from clusterlink import memory
-from clusterlink.memory import return_free_memory, return_free_memory_after_tunnels
+from clusterlink.memory import return_free_memory
+
+pytestmark = pytest.mark.component
 
 MIB = 1024 * 1024
 
@@ -52,7 +57,11 @@ def test_free_heap_pages_go_back_to_the_system() -> None:
     # In a fresh process: what the suite freed before (and its allocator settings) would
     # decide how much of the heap is fresh pages.
     done = subprocess.run(
-        [sys.executable, "-c", "from tests.unit.test_memory import heap_figures as f; print(*f())"],
+        [
+            sys.executable,
+            "-c",
+            "from tests.component.test_memory import heap_figures as f; print(*f())",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -66,25 +75,6 @@ def test_free_heap_pages_go_back_to_the_system() -> None:
         f"the freed memory stayed resident: {base / MIB:.1f} MiB before, "
         f"{held / MIB:.1f} after freeing, {after / MIB:.1f} after trimming"
     )
-
-
-def test_the_returner_trims_only_after_tunnels_closed(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    monkeypatch.setattr(memory, "_TRIM", calls.append)
-    closed = [0]
-
-    async def scenario() -> None:
-        task = asyncio.create_task(
-            return_free_memory_after_tunnels(lambda: closed[0], interval_s=0.01)
-        )
-        await asyncio.sleep(0.05)
-        assert calls == []  # nothing closed: nothing to give back
-        closed[0] = 3
-        await asyncio.sleep(0.05)
-        assert calls == [0]  # once for the three, not once per look
-        task.cancel()
-
-    asyncio.run(scenario())
 
 
 _FAULTS_OF_BUSY_BUFFERS = """

@@ -25,7 +25,7 @@ from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ALPN_PROTOCOL, ExportRef, Health, Verdict
 from clusterlink.protocol.mux import MUX_ALPN, MuxConnection, MuxSettings, StreamVerdict
 from clusterlink.store import SQLiteStore
-from tests.unit._net import (
+from tests.component._net import (
     LOCALHOST,
     Endpoint,
     Fabric,
@@ -38,6 +38,8 @@ from tests.unit._net import (
     until,
 )
 from tests.unit._resources import document, policy, snapshot_of
+
+pytestmark = pytest.mark.component
 
 DB = ExportRef("default", "db")
 

@@ -20,7 +20,7 @@ from clusterlink.errors import PeerUnreachable
 from clusterlink.transport.dial import dial_tls
 from clusterlink.transport.pool import WarmPool
 from clusterlink.transport.tls import TLSLayer
-from tests.unit._net import (
+from tests.component._net import (
     LOCALHOST,
     WAIT_S,
     Endpoint,
@@ -31,6 +31,8 @@ from tests.unit._net import (
     run_fixture,  # noqa: F401 -- a fixture, requested by name
     until,
 )
+
+pytestmark = pytest.mark.component
 
 
 class _HeldTLSLayer(TLSLayer):

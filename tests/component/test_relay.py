@@ -28,7 +28,7 @@ import pytest
 from clusterlink.dataplane.relay import Parked, Relay, RelayResult, reset
 from clusterlink.transport.dial import dial_tls
 from clusterlink.transport.tls import TLSLayer
-from tests.unit._net import (
+from tests.component._net import (
     LOCALHOST,
     WAIT_S,
     Endpoint,
@@ -47,6 +47,8 @@ from tests.unit._net import (
     tls_server_factory,
     until,
 )
+
+pytestmark = pytest.mark.component
 
 HIGH_WATER = 512 * 1024  # what the relay sets on both transports
 MAX_READ = 256 * 1024  # one read: asyncio's and uvloop's socket reads, TLSLayer's plaintext

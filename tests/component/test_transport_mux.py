@@ -49,7 +49,7 @@ from clusterlink.transport.dial import dial_tls
 from clusterlink.transport.mux import MuxSession, StreamTransport
 from clusterlink.transport.mux_pool import MuxPool
 from clusterlink.transport.tls import TLSLayer
-from tests.unit._net import (
+from tests.component._net import (
     LOCALHOST,
     WAIT_S,
     Endpoint,
@@ -67,7 +67,9 @@ from tests.unit._net import (
     tls_server_factory,
     until,
 )
-from tests.unit.test_relay import HIGH_WATER, MAX_READ, _SignalParked
+from tests.component.test_relay import HIGH_WATER, MAX_READ, _SignalParked
+
+pytestmark = pytest.mark.component
 
 DB = ExportRef("default", "db")
 ARRANGEMENTS = ["tcp-stream", "stream-tcp"]

@@ -21,7 +21,7 @@ from clusterlink.certs import peer_name_of
 from clusterlink.dataplane.relay import reset
 from clusterlink.protocol import ALPN_PROTOCOL
 from clusterlink.transport.tls import TLSLayer
-from tests.unit._net import (
+from tests.component._net import (
     WAIT_S,
     Endpoint,
     Fabric,
@@ -36,6 +36,8 @@ from tests.unit._net import (
     tls_server_factory,
     until,
 )
+
+pytestmark = pytest.mark.component
 
 
 @dataclass

@@ -33,7 +33,7 @@ from clusterlink.protocol.mux import MUX_ALPN
 from clusterlink.store import SQLiteStore
 from clusterlink.transport.mux import StreamTransport
 from clusterlink.transport.tls import TLSTransport
-from tests.unit._net import (
+from tests.component._net import (
     LOCALHOST,
     Endpoint,
     Fabric,
@@ -45,6 +45,8 @@ from tests.unit._net import (
     run_fixture,  # noqa: F401 -- a fixture, requested by name
 )
 from tests.unit._resources import document, policy, snapshot_of
+
+pytestmark = pytest.mark.component
 
 DB = ExportRef("default", "db")
 CLIENT = {"client.clusterlink.net/ip": "10.0.0.9"}

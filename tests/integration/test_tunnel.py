@@ -148,7 +148,7 @@ def _half_close_with_the_reply_backed_up(address: tuple[str, int]) -> Exchange:
         received = bytearray(sock.recv(1))  # the tunnel is open and the reply on its way
         # A slow consumer: it reads nothing for a while, so the reply backs up through the
         # tunnel towards the service (the gateway's TLS reading pauses, at a point that the
-        # test cannot choose: tests/unit/test_transport_tls.py pins the hard one down).
+        # test cannot choose: tests/component/test_transport_tls.py pins the hard one down).
         time.sleep(0.3)
         sock.sendall(b"done")
         sock.shutdown(socket.SHUT_WR)

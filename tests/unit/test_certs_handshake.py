@@ -7,9 +7,7 @@ or the future come from the issuing API (``issue_peer_credentials(now=...)``).
 
 import logging
 import re
-import socket
 import ssl
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,14 +60,14 @@ def credentials_at(base: Path, peer: str, issued_at: datetime, days: int = 1) ->
     return directory
 
 
-@pytest.fixture
-def fabric(tmp_path: Path) -> Path:
+@pytest.fixture(name="fabric")
+def fabric_fixture(tmp_path: Path) -> Path:
     create_fabric(tmp_path, "prod")
     return tmp_path
 
 
-@pytest.fixture
-def b(fabric: Path) -> PeerDir:
+@pytest.fixture(name="b")
+def b_fixture(fabric: Path) -> PeerDir:
     return load_peer_dir(create_peer_cert(fabric, "b", "prod"))
 
 
@@ -180,26 +178,6 @@ def test_an_accepted_certificate_is_logged_with_its_serial_at_debug_level(
         f"peer listener accepted the certificate of peer a (serial {serial_of(a.path)})" in m
         for m in caplog.messages
     )
-
-
-def test_wrap_socket_checks_the_validity_period_too(fabric: Path, b: PeerDir) -> None:
-    expired = credentials_at(fabric, "c", datetime.now(UTC) - timedelta(days=10))
-    server_context = bare_context(expired / "cert.pem", expired / "key.pem", server=True)
-    ours, theirs = socket.socketpair()
-
-    def serve() -> None:
-        try:
-            with server_context.wrap_socket(theirs, server_side=True):
-                pass
-        except (ssl.SSLError, OSError):
-            pass  # our side hung up
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    with pytest.raises(ssl.SSLCertVerificationError, match=r"certificate of peer c .* expired"):
-        peer_client_context(b, ALPN).wrap_socket(ours, server_hostname="c")
-    ours.close()
-    thread.join(timeout=5)
 
 
 def test_a_ca_of_the_bundle_that_expired_is_not_trusted(fabric: Path, b: PeerDir) -> None:

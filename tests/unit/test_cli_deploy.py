@@ -1,12 +1,12 @@
-"""`deploy peer` through the command line, in-process and as a real process: what it writes,
-where, with which mode, and its refusals (DESIGN §9)."""
+"""`deploy peer` through the command line, in-process: what it writes, where, with which mode,
+and its refusals (DESIGN §9). The same command as a real process is in
+tests/component/test_cli_processes.py."""
 
 from __future__ import annotations
 
 import base64
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from clusterlink.certs import create_fabric, create_peer_cert
 from clusterlink.cli.main import app
 from tests.unit._kube_schemas import check_object
-from tests.unit.test_cli_usage import CONSOLE_SCRIPT, one_error_line
+from tests.unit.test_cli_usage import one_error_line
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     return CliRunner()
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(name="base", scope="module")
+def base_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fabric ``fab`` with the peer ``site-a``; tests that write copy it first."""
     path = tmp_path_factory.mktemp("fabric")
     create_fabric(path, "fab")
@@ -52,33 +52,6 @@ def documents(text: str) -> list[dict[str, Any]]:
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     (found,) = [doc for doc in docs if doc["kind"] == kind]
     return found
-
-
-INGRESS_RUNS = [
-    ["--ingress", "none"],
-    ["--ingress", "NodePort", "--ingress-port", "30443"],
-    ["--ingress", "loadbalancer", "--ingress-port", "443"],
-    ["--replicas", "2", "--label", "region=eu", "--label", "tier=edge", "--namespace", "cl"],
-]
-
-
-@pytest.mark.parametrize("args", INGRESS_RUNS, ids=" ".join)
-def test_a_real_process_prints_objects_the_kubernetes_api_accepts(
-    base: Path, args: list[str]
-) -> None:
-    done = subprocess.run(
-        [str(CONSOLE_SCRIPT), *deploy(*args, "-o", "yaml", path=base)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-    assert (done.returncode, done.stderr) == (0, "")
-    docs = documents(done.stdout)
-    assert len(docs) == 14
-    for doc in docs:
-        check_object(doc)
 
 
 def test_kinds_replicas_and_labels_reach_the_objects(runner: CliRunner, base: Path) -> None:

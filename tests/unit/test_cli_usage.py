@@ -1,7 +1,5 @@
 """Exit codes and error lines of the command line that need no gateway (DESIGN §6)."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +8,6 @@ from typer.testing import CliRunner
 from clusterlink import __version__
 from clusterlink.certs import create_fabric, create_peer_cert
 from clusterlink.cli.main import app
-
-CONSOLE_SCRIPT = Path(sys.executable).parent / "clusterlink"
 
 
 @pytest.fixture
@@ -36,19 +32,6 @@ def test_version_option_prints_the_version(runner: CliRunner) -> None:
 
     assert result.exit_code == 0
     assert result.stdout == f"clusterlink {__version__}\n"
-
-
-@pytest.mark.parametrize(
-    "command",
-    [[str(CONSOLE_SCRIPT)], [sys.executable, "-m", "clusterlink"]],
-    ids=["console-script", "python-m"],
-)
-def test_version_from_a_real_process(command: list[str]) -> None:
-    done = subprocess.run(
-        [*command, "--version"], capture_output=True, text=True, timeout=30, check=False
-    )
-
-    assert (done.returncode, done.stdout, done.stderr) == (0, f"clusterlink {__version__}\n", "")
 
 
 @pytest.mark.parametrize(
