@@ -10,6 +10,7 @@ not peered", not "heartbeat ok".
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -151,3 +152,29 @@ def test_a_tunnel_to_a_peer_pointed_at_an_admin_port_says_which_port_to_use(
     admin = "{}:{}".format(*there.admin)
     assert f"{admin} is an admin API port, not a peer listener" in refused
     assert "admin certificate" not in refused
+
+
+def test_changing_a_peer_keeps_its_open_tunnels(
+    start_gateway: StartGateway, start_service: StartService
+) -> None:
+    """A change of resources applies to new connections: a Peer given another gateway
+    address must not cut the tunnels already open to it (multiplexed ones included)."""
+    src, dst = start_gateway("keep-src"), start_gateway("keep-dst")
+    dst.apply(peer("keep-src", src.listen), export("db", NS, start_service(echo).port))
+    dst.apply(access_policy("allow-all", NS, "allow"))
+    src.apply(
+        peer("keep-dst", dst.listen),
+        access_policy("allow-all", NS, "allow"),
+        import_from("db", NS, peers=["keep-dst"]),
+    )
+    address = _listen_address(src, "db")
+    with socket.create_connection(address, timeout=10) as open_tunnel:
+        open_tunnel.sendall(b"before")
+        assert open_tunnel.recv(6) == b"before"
+
+        src.apply(peer("keep-dst", dst.listen, ("127.0.0.1", 9)))  # one more gateway
+        src.wait_for_log(r"peer keep-dst configured")
+
+        open_tunnel.sendall(b"after")
+        assert open_tunnel.recv(5) == b"after"
+    assert talk(address, b"new").end == "eof"  # and new tunnels go over new connections

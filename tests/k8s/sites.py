@@ -28,6 +28,7 @@ import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,7 @@ class KubeSite:
     gateways: list[Gateway | None] = field(init=False, default_factory=list)
     _next_replica: Iterator[int] = field(init=False)
     _servers: list[NamedServer] = field(init=False, default_factory=list)
+    _listen: list[tuple[str, int]] = field(init=False, default_factory=list)
     _addresses: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(100))
 
     def __post_init__(self) -> None:
@@ -231,13 +233,14 @@ class KubeSite:
         except BaseException:
             self.close()
             raise
+        self._listen = [self.gateway(i).listen for i in range(self.replicas)]
 
     # -- replicas ---------------------------------------------------------------------------
 
     def import_host(self, replica: int) -> str:
         return f"127.{self.number}.0.{replica + 1}"
 
-    def _start(self, replica: int) -> Gateway:
+    def _start(self, replica: int, *, listen: str = "127.0.0.1:0") -> Gateway:
         source = self.fabric.peer_dir(self.name)
         copy = self.root / f"{self.name}-replica-{replica}" / self.name
         if not copy.exists():
@@ -264,7 +267,7 @@ class KubeSite:
         )
         runs = len(list(self.root.glob(f"{self.name}-{replica}-*.log")))
         log_path = self.root / f"{self.name}-{replica}-{runs + 1}.log"
-        return Gateway(copy, log_path=log_path, extra_args=args)
+        return Gateway(copy, log_path=log_path, extra_args=args, listen=listen)
 
     def gateway(self, replica: int = 0) -> Gateway:
         gateway = self.gateways[replica]
@@ -278,9 +281,12 @@ class KubeSite:
         self.gateways[replica] = None
 
     def restart(self, replica: int) -> None:
+        """Start the replica again (stopping it first if it runs) at the same peer address, as
+        a pod behind the same Service would be reached."""
+        host, port = self._listen[replica]
         if self.gateways[replica] is not None:
             self.gateway(replica).stop()
-        self.gateways[replica] = self._start(replica)
+        self.gateways[replica] = self._start(replica, listen=f"{host}:{port}")
 
     def live_replicas(self) -> list[int]:
         return [i for i, gateway in enumerate(self.gateways) if gateway is not None]
@@ -302,12 +308,14 @@ class KubeSite:
 
     # -- as others see it -----------------------------------------------------------------------
 
-    def as_peer(self, *, replicas: Sequence[int] | None = None) -> Obj:
-        which = self.live_replicas() if replicas is None else replicas
-        gateways = [
-            {"host": self.gateway(i).listen[0], "port": self.gateway(i).listen[1]} for i in which
-        ]
-        return _document("Peer", self.name, NS, {"gateways": gateways})
+    def as_peer(self, *, gateways: Sequence[tuple[str, int]] | None = None) -> Obj:
+        """The Peer others create for this site: every replica's address, or ``gateways``."""
+        which = self._listen if gateways is None else gateways
+        listed = [{"host": host, "port": port} for host, port in which]
+        return _document("Peer", self.name, NS, {"gateways": listed})
+
+    def peer_address(self, replica: int = 0) -> tuple[str, int]:
+        return self._listen[replica]
 
     # -- kubectl --------------------------------------------------------------------------------
 
@@ -325,6 +333,17 @@ class KubeSite:
                 if "labels" in meta:
                     patch["metadata"] = {"labels": meta["labels"]}
                 self.api.patch(kind, meta["name"], patch, namespace=meta.get("namespace"))
+
+    def apply_and_wait(self, *documents: Obj) -> None:
+        """``apply``, then wait until every running replica serves what was applied (its
+        view of each resource's spec is the API's): a test must not race the watch."""
+        self.apply(*documents)
+        for document in documents:
+            for replica in self.live_replicas():
+                wait_until(
+                    partial(_serves, self.gateway(replica), document),
+                    what=f"replica {replica} of {self.name} serves {document['metadata']}",
+                )
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
         self.api.delete(kind, name, namespace=namespace)
@@ -454,3 +473,17 @@ class KubeSite:
         for server in self._servers:
             server.close()
         self.api.close()
+
+
+def _serves(gateway: Gateway, document: Obj) -> bool:
+    meta = document["metadata"]
+    kind = document["kind"].lower()
+    where = ("-n", meta["namespace"]) if kind != "peer" and "namespace" in meta else ()
+    done = gateway.cl("get", kind, meta["name"], *where, "-o", "json")
+    return done.rc == 0 and _same(done.json()["spec"], document["spec"])
+
+
+def _same(served: Obj, applied: Obj) -> bool:
+    """Whether the gateway's spec says what was applied (it adds defaults: compare only
+    the fields that were given)."""
+    return all(served.get(key) == value for key, value in applied.items())

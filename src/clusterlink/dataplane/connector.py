@@ -289,9 +289,12 @@ class PeerConnector:
             pool.fail_pending(f"peer {peer} at {where} missed its heartbeat; trying elsewhere")
 
     def forget_peer(self, peer: str) -> None:
-        """Drop warm connections to a peer that was deleted or changed its gateways."""
+        """A peer was deleted or changed its gateways: no new tunnel goes over the
+        connections made for it so far. Its open tunnels are not cut: like every change of
+        resources this one applies to new connections (``--close-tunnels`` cuts them); a
+        multiplexed connection closes once its last tunnel has ended."""
         for key in [k for k in self._pools if k[0] == peer]:
-            self._pools.pop(key).close()
+            self._pools.pop(key).close()  # idle ones only: a basic tunnel is a connection
         for key in [k for k in self._mux_pools if k[0] == peer]:
-            self._mux_pools.pop(key).close()
+            self._mux_pools.pop(key).close(drain=True)
         self._basic_only = {k for k in self._basic_only if k[0] != peer}

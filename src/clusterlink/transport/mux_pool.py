@@ -53,9 +53,15 @@ class MuxPool:
             session.drain()
         self._sessions.clear()
 
-    def close(self) -> None:
+    def close(self, *, drain: bool = False) -> None:
+        """No more tunnels from this pool. Its connections are closed, resetting their open
+        tunnels (the gateway stops), or with ``drain`` left to finish them (a Peer changed:
+        a resource change applies to new connections only)."""
         if self._dialing is not None:
             self._dialing.cancel()
         for session in self._sessions:
-            session.close()
+            if drain:
+                session.drain()
+            else:
+                session.close()
         self._sessions.clear()
