@@ -207,5 +207,32 @@ def test_a_client_outside_every_pod_still_gets_through_without_pod_attributes(
 ) -> None:
     """An address that is no Pod's (a node, a host-network pod) is a client with no pod
     attributes: policies that need them do not match it, the others do."""
-    a = clusters.a
-    assert Client("127.0.0.1").ask(a.import_address("web", NS)).name == "b"
+    a, b = clusters.a, clusters.b
+    server = b.serve("no-pod", NS, service=False)
+    b.apply(export("no-pod", NS, host=server.host, port=server.port))
+    a.apply(import_("no-pod", NS, [("b", "no-pod", NS)]))
+    assert Client("127.0.0.1").ask(a.import_address("no-pod", NS)).name == "b"
+
+
+def test_the_api_going_away_costs_no_tunnel_and_changes_are_followed_again(
+    clusters: Clusters,
+) -> None:
+    """The gateway serves from what it last read while the API is away, and catches up
+    (re-lists) when it is back: a change made after its return is served."""
+    a, b = clusters.a, clusters.b
+    server = b.serve("outage", NS, service=False)
+    b.apply(export("outage", NS, host=server.host, port=server.port))
+    a.apply(import_("outage", NS, [("b", "outage", NS)]))
+    client = a.pod("outage-client", NS)
+    address = a.import_address("outage", NS)
+    assert client.ask(address).name == "b"
+    a.api.stop()
+    try:
+        for _ in range(5):
+            assert client.ask(address).name == "b"
+        a.gateway().wait_for_log(r"serving what was last read from the Kubernetes API")
+    finally:
+        a.api.start()
+    a.gateway().wait_for_log(r"the Kubernetes API at .* answers again")
+    a.apply(import_("after-outage", NS, [("b", "outage", NS)]))
+    assert client.ask(a.import_address("after-outage", NS)).name == "b"

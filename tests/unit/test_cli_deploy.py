@@ -173,3 +173,24 @@ def test_usage_errors_exit_2_before_anything_is_read(
     result = runner.invoke(app, args)
 
     assert result.exit_code == 2, result.output
+
+
+def test_the_deployments_arguments_are_ones_gateway_run_takes(
+    runner: CliRunner, base: Path, tmp_path: Path
+) -> None:
+    """The container runs ``clusterlink`` with the Deployment's args: every flag must parse
+    (exit 2 is a usage error). Pointed at an empty peer directory, the gateway then stops at
+    its first real check, the credentials (exit 1), before anything listens."""
+    result = runner.invoke(app, deploy("-o", "yaml", path=base))
+    container = one(documents(result.stdout), "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    args = list(container["args"])
+    args[args.index("--peer-dir") + 1] = str(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+
+    run = runner.invoke(app, args)
+
+    assert run.exit_code == 1, run.stderr
+    assert one_error_line(run.stderr)
+    assert "cert.pem" in run.stderr or "certificate" in run.stderr
