@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import resource
 import signal
 import ssl
 import time
@@ -56,6 +55,7 @@ from clusterlink.dataplane.peer_listener import PEER_ALPN, PeerListener
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError
+from clusterlink.file_limit import raise_file_limit
 from clusterlink.ids import PeerName
 from clusterlink.kube_mode import KubernetesMode, KubernetesSettings
 from clusterlink.logs import setup_logging
@@ -104,31 +104,13 @@ def run_gateway(config: GatewayConfig) -> int:
     """
     with hold_peer_dir(config.peer_dir):  # first: a refusal is the only line on stderr
         setup_logging(config.log_level, config.log_format)
-        _raise_file_limit()
+        raise_file_limit()
         keep_freed_memory_while_busy()
         try:
             import uvloop
         except ImportError:  # pragma: no cover - uvloop is a dependency on every platform
             return asyncio.run(_main(config))
         return uvloop.run(_main(config))
-
-
-def _raise_file_limit() -> None:
-    """Every tunnel holds two sockets; the usual soft limit of 1024 descriptors would refuse
-    connections long before ``--max-connections``. Raise it to the hard limit (the most an
-    unprivileged process may), capped at a million."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard if hard != resource.RLIM_INFINITY else _MAX_FILES, _MAX_FILES)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError) as exc:
-            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
-            return
-    log.debug("open-file limit: %d", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-
-
-_MAX_FILES = 1_048_576
 
 
 async def _main(config: GatewayConfig) -> int:

@@ -13,8 +13,8 @@ pytestmark = pytest.mark.component
 
 def test_the_gateway_raises_its_soft_open_file_limit_to_the_hard_one() -> None:
     script = (
-        "import resource; from clusterlink import gateway; "
-        "gateway._raise_file_limit(); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
+        "import resource; from clusterlink.file_limit import raise_file_limit; "
+        "raise_file_limit(); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
     )
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     wanted = min(hard if hard != resource.RLIM_INFINITY else 1_048_576, 1_048_576)

@@ -22,6 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "log_throttle": set(),
     "logs": set(),
     "memory": set(),
+    "file_limit": set(),
     "metrics": set(),
     "peer_dir_lock": {"errors"},
     "policy": {"errors", "ids"},
@@ -68,6 +69,7 @@ ALLOWED["kube_mode"] = {name for name in ALLOWED if name not in ("cli", "client"
 ALLOWED["gateway"] = {name for name in ALLOWED if name not in ("cli", "client")} | {
     "logs",
     "memory",
+    "file_limit",
     "peer_dir_lock",
 }
 

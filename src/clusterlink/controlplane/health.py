@@ -5,8 +5,8 @@ No central server: each gateway sends ``GET /healthz`` to each of its Peers ever
 goes to all of a peer's gateways at once and the first answer wins, so a peer stays reachable
 while any of its gateways answers.
 
-Flapping is damped by thresholds (``Reachability``, pure and clock-free so it is unit-tested
-without sleeping): ``unreachable_after`` failures in a row turn a peer unreachable,
+Flapping is damped by thresholds (``reachability.Reachability``, pure and clock-free, so it
+is tested without sleeping): ``unreachable_after`` failures in a row turn a peer unreachable,
 ``reachable_after`` successes in a row turn it reachable again. A peer never heard from yet
 is *unknown*; its first answer makes it reachable at once (there is nothing to damp yet), and
 ``unreachable_after`` failures make it unreachable.
@@ -28,13 +28,14 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import cast
 
 from clusterlink.addresses import format_address
 from clusterlink.api import Gateway, Peer
+from clusterlink.controlplane.reachability import PEER_REACHABLE, PeerState, Reachability
 from clusterlink.errors import ClusterLinkError, PeerUnreachable, RemoteProtocolError
 from clusterlink.ids import PeerName
 from clusterlink.metrics import PeerSample
@@ -42,8 +43,6 @@ from clusterlink.protocol import NEED_DATA, Health, PeerClientConnection
 from clusterlink.transport.dial import dial_tls, expect_peer_listener
 
 __all__ = ["PEER_REACHABLE", "HealthSettings", "PeerHealth", "PeerState", "Reachability"]
-
-PEER_REACHABLE = "PeerReachable"
 
 log = logging.getLogger("clusterlink.health")
 
@@ -60,69 +59,6 @@ class HealthSettings:
             raise ValueError("heartbeat interval and timeout must be positive")
         if self.unreachable_after < 1 or self.reachable_after < 1:
             raise ValueError("heartbeat thresholds must be at least 1")
-
-
-@dataclass(slots=True)
-class Reachability:
-    """The threshold state machine for one peer: feed it results, read ``reachable``."""
-
-    unreachable_after: int
-    reachable_after: int
-    reachable: bool | None = None  # None: never decided yet
-    successes: int = 0
-    failures: int = 0
-
-    def record(self, ok: bool) -> bool:
-        """Count one heartbeat; returns True if ``reachable`` changed."""
-        before = self.reachable
-        if ok:
-            self.successes, self.failures = self.successes + 1, 0
-            if self.reachable is None or self.successes >= self.reachable_after:
-                self.reachable = True
-        else:
-            self.failures, self.successes = self.failures + 1, 0
-            if self.failures >= self.unreachable_after:
-                self.reachable = False
-        return self.reachable != before
-
-
-@dataclass(slots=True)
-class PeerState:
-    """What this gateway knows of one peer right now (served as the Peer's status)."""
-
-    reachability: Reachability
-    reason: str = "no heartbeat yet"
-    labels: dict[str, str] = field(default_factory=dict)
-    last_seen: datetime | None = None
-    rtt_ms: float | None = None
-    silent: set[Gateway] = field(default_factory=set)  # its latest beat failed
-    peered: bool | None = None  # whether it has a Peer for us (None: it did not say)
-    since: datetime = field(default_factory=lambda: datetime.now(UTC))  # reachable changed
-
-    def condition(self) -> dict[str, str]:
-        """``PeerReachable``, as the original writes it (reason ``Heartbeat``), for tools
-        that read conditions (``kubectl wait --for=condition=PeerReachable``)."""
-        reachable = self.reachability.reachable
-        return {
-            "type": PEER_REACHABLE,
-            "status": "Unknown" if reachable is None else str(reachable),
-            "reason": "Heartbeat" if reachable is not None else "NoHeartbeatYet",
-            "message": self.reason,
-            "lastTransitionTime": self.since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-
-    def status(self) -> dict[str, object]:
-        return {
-            "conditions": [self.condition()],
-            "reachable": self.reachability.reachable,
-            "peered": self.peered,
-            "reason": self.reason,
-            "labels": dict(self.labels),
-            "lastSeen": self.last_seen.isoformat().replace("+00:00", "Z")
-            if self.last_seen
-            else None,
-            "rttMs": None if self.rtt_ms is None else round(self.rtt_ms, 3),
-        }
 
 
 class _HealthChannel(asyncio.Protocol):

@@ -30,6 +30,8 @@ that changed. Services, Pods and the Lease are followed too (each optional), for
 controllers, and reported to ``on_change`` as "Service", "Pod" and "Lease"; they do not move
 ``revision``, which is about the gateway's own resources.
 
+The writing itself (the journal, the undo, waiting for the caches) is ``kube_writes``.
+
 Never: write anything but the five kinds' objects, or read the API for a query (the
 caches answer).
 """
@@ -40,16 +42,13 @@ import asyncio
 import builtins
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 from lightkube import AsyncClient, Client
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Pod, Service
-from lightkube.types import PatchType
 
 from clusterlink.api import (
     KindName,
@@ -69,18 +68,15 @@ from clusterlink.kube import (
     Backoff,
     Change,
     Informer,
-    failure,
     identity,
 )
 from clusterlink.kube.client import CLIENT_ERRORS
-from clusterlink.store.base import ApplyOutcome, ApplyResult
+from clusterlink.store.base import ApplyOutcome
 from clusterlink.store.kube_objects import (
     decode,
-    encode,
     key_in_model,
-    merge_diff,
-    namespace_in_api,
 )
+from clusterlink.store.kube_writes import Journal, KubeWrites, Write, resource_class
 
 __all__ = ["DEFAULT_NAMESPACE", "KubernetesStore"]
 
@@ -93,30 +89,7 @@ Obj = Mapping[str, Any]
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class _Write:
-    """One write of an apply or delete, with what undoing it needs."""
-
-    what: Literal["created", "replaced", "status", "deleted"]
-    key: ResourceKey
-    before: Obj | None  # the object before the write (None for created)
-    after: Obj | None  # the API's answer (None for deleted)
-
-
-@dataclass(slots=True)
-class _Journal:
-    """The writes of one call, for undoing them and for waiting until the cache has them."""
-
-    doing: str = ""  # the write under way, for its error message: "create export default/a"
-    writes: list[_Write] = field(default_factory=list)
-    latest: dict[ResourceKey, Obj | None] = field(default_factory=dict)  # None: deleted
-
-    def add(self, write: _Write) -> None:
-        self.writes.append(write)
-        self.latest[write.key] = write.after
-
-
-class KubernetesStore:
+class KubernetesStore(KubeWrites):
     """A :class:`~clusterlink.store.base.Store` over the Kubernetes API.
 
     ``await start()`` before use (it returns once every cache is filled); ``await aclose()``
@@ -262,7 +235,7 @@ class KubernetesStore:
         }
         client = self._writer("apply resources")
         with self._write_lock:
-            journal = _Journal()
+            journal = Journal()
             outcomes = []
             try:
                 for resource in resources:
@@ -289,14 +262,14 @@ class KubernetesStore:
         client = self._writer("delete resources")
         deleted = [resource for resource in found if resource is not None]
         with self._write_lock:
-            journal = _Journal()
+            journal = Journal()
             try:
                 for key in unique:
                     before = self._raw(key, journal)
                     name, namespace = self._where(key)
                     journal.doing = f"delete {key}"
-                    client.delete(_resource_class(key), name, namespace=namespace)
-                    journal.add(_Write("deleted", key, before, None))
+                    client.delete(resource_class(key), name, namespace=namespace)
+                    journal.add(Write("deleted", key, before, None))
             except Exception as exc:  # whatever stopped the batch, what it wrote is undone
                 raise self._undo(client, journal, exc) from exc
             self._await_visible(journal)
@@ -306,7 +279,7 @@ class KubernetesStore:
         wanted = to_dict(with_status(self.get(key), status))["status"]
         client = self._writer(f"write the status of {key}")
         with self._write_lock:
-            journal = _Journal()
+            journal = Journal()
             try:
                 self._write_status(client, key, wanted, journal)
             except CLIENT_ERRORS as exc:
@@ -421,148 +394,6 @@ class KubernetesStore:
         except Exception:  # the gateway's bug must not stop the caches from following
             log.exception("on_change of the Kubernetes store failed")
 
-    # --- writing ------------------------------------------------------------------------------
-
-    def _writer(self, doing: str) -> Client:
-        if self._closed or self._client is None:
-            raise StoreError(f"cannot {doing}: the Kubernetes store is not started or is closed")
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not None and running is self._loop:
-            raise StoreError(
-                f"cannot {doing} on the event loop: Kubernetes store writes wait for the "
-                "cache, which the loop fills; call them through asyncio.to_thread"
-            )
-        return self._client
-
-    def _where(self, key: ResourceKey) -> tuple[str, str | None]:
-        return key.name, namespace_in_api(key, self.namespace)
-
-    def _raw(self, key: ResourceKey, journal: _Journal) -> Obj | None:
-        """The object as last known: written in this batch, else as the cache holds it."""
-        if key in journal.latest:
-            return journal.latest[key]
-        name, namespace = self._where(key)
-        informer = self._informers[key.kind]
-        return informer.get(NamespacedName(namespace or "", name))
-
-    def _put(self, client: Client, resource: Resource, journal: _Journal) -> ApplyResult:
-        key = key_of(resource)
-        cls = _resource_class(key)
-        current = self._raw(key, journal)
-        if current is None:
-            journal.doing = f"create {key}"
-            created = client.create(cls.from_dict(encode(resource, self.namespace)))
-            journal.add(_Write("created", key, None, created))
-            return "created"
-        if _document(key.kind, current) == to_dict(resource, include_status=False):
-            return "unchanged"
-        journal.doing = f"update {key}"
-        replaced = client.replace(cls.from_dict(encode(resource, self.namespace, base=current)))
-        journal.add(_Write("replaced", key, current, replaced))
-        return "configured"
-
-    def _write_status(
-        self, client: Client, key: ResourceKey, status: Mapping[str, Any], journal: _Journal
-    ) -> None:
-        current = self._raw(key, journal)
-        if current is None:
-            raise NotFoundError(f"{key} not found")
-        if current.get("status") == status:
-            return
-        journal.doing = f"write the status of {key}"
-        patched = self._patch_status(client, key, current, dict(status))
-        journal.add(_Write("status", key, current, patched))
-
-    def _patch_status(
-        self, client: Client, key: ResourceKey, current: Obj, status: dict[str, Any] | None
-    ) -> Obj:
-        """Merge-patch the status subresource, at ``current``'s resourceVersion."""
-        name, namespace = self._where(key)
-        patch = {
-            "metadata": {"resourceVersion": identity(current)[1]},
-            "status": merge_diff(current.get("status"), status),
-        }
-        patched: Obj = client.patch(
-            _resource_class(key).Status,
-            name,
-            patch,
-            namespace=namespace,
-            patch_type=PatchType.MERGE,
-        )
-        return patched
-
-    def _undo(self, client: Client, journal: _Journal, exc: BaseException) -> StoreError:
-        """Undo ``journal`` newest first; the error to raise for ``exc``, saying how that went."""
-        error = self._failure(exc, journal.doing)
-        left: builtins.list[str] = []
-        for write in reversed(journal.writes):
-            try:
-                self._undo_one(client, write, journal)
-            except CLIENT_ERRORS as undo_exc:
-                left.append(str(write.key))
-                log.error(
-                    "could not undo the %s %s after a failed write; it stays as written: %s",
-                    write.what,
-                    write.key,
-                    self._failure(undo_exc, f"undo {write.key}"),
-                )
-        if left:
-            return StoreError(f"{error}; undoing the writes before it failed for {', '.join(left)}")
-        self._await_visible(journal)
-        count = len(journal.writes)
-        if count == 1:
-            return StoreError(f"{error}; the write before it was undone")
-        if count:
-            return StoreError(f"{error}; the {count} writes before it were undone")
-        return error
-
-    def _undo_one(self, client: Client, write: _Write, journal: _Journal) -> None:
-        key, cls = write.key, _resource_class(write.key)
-        name, namespace = self._where(key)
-        latest = journal.latest.get(key)
-        if write.what == "created":
-            client.delete(cls, name, namespace=namespace)
-            journal.latest[key] = None
-        elif write.what == "replaced" and write.before is not None and latest is not None:
-            version = {"resourceVersion": identity(latest)[1]}
-            base = {**write.before, "metadata": {**write.before["metadata"], **version}}
-            journal.latest[key] = client.replace(cls.from_dict(_restorable(base)))
-        elif write.what == "status" and write.before is not None and latest is not None:
-            journal.latest[key] = self._patch_status(
-                client, key, latest, write.before.get("status")
-            )
-        elif write.what == "deleted" and write.before is not None:
-            recreated = client.create(cls.from_dict(_restorable(write.before, fresh=True)))
-            if write.before.get("status") is not None:
-                recreated = self._patch_status(client, key, recreated, write.before["status"])
-            journal.latest[key] = recreated
-
-    def _await_visible(self, journal: _Journal) -> None:
-        """Until the cache holds every write of ``journal`` (read-your-writes), within
-        ``visible_timeout_s`` in all; past that, the writes stand and a WARNING says so."""
-        deadline = time.monotonic() + self._visible_timeout_s
-        for key, latest in journal.latest.items():
-            name, namespace = self._where(key)
-            informer = self._informers[key.kind]
-            remaining = max(0.0, deadline - time.monotonic())
-            if latest is None:
-                seen = informer.wait_for_absence(NamespacedName(namespace or "", name), remaining)
-            else:
-                seen = informer.wait_for_version(identity(latest)[1], remaining)
-            if not seen:
-                log.warning(
-                    "%s was written, but the cache has not seen it within %gs; "
-                    "reads show the change once the watch catches up",
-                    key,
-                    self._visible_timeout_s,
-                )
-
-    def _failure(self, exc: BaseException, doing: str) -> StoreError:
-        return failure(exc, doing=doing, server=self.access.server)
-
     def _extra(self, informer: Informer[T] | None, what: str) -> Informer[T]:
         if informer is None:
             raise StoreError(f"this Kubernetes store does not follow {what} objects")
@@ -571,31 +402,6 @@ class KubernetesStore:
     def _all_informers(self) -> builtins.list[Informer[Any]]:
         extras = [i for i in (self._services, self._pods, self._leases) if i is not None]
         return [*self._informers.values(), *extras]
-
-
-def _resource_class(key: ResourceKey) -> Any:
-    """lightkube's overloads tell namespaced from global classes; which one this is depends
-    on the kind, so the class is handed over untyped."""
-    return CRD_CLASSES[key.kind]
-
-
-def _document(kind: KindName, obj: Obj) -> dict[str, Any] | None:
-    """What ``apply`` compares: the resource an object holds, without status (None if it
-    does not validate; applying a valid one then replaces it)."""
-    try:
-        return to_dict(decode(kind, obj)[0], include_status=False)
-    except Exception:  # ValidationError, or whatever else a malformed object provokes
-        return None
-
-
-def _restorable(obj: Obj, *, fresh: bool = False) -> dict[str, Any]:
-    """``obj`` to write again: for a re-create (``fresh``) without the fields the API set."""
-    metadata = dict(obj.get("metadata") or {})
-    metadata.pop("managedFields", None)
-    if fresh:
-        for server_field in ("uid", "resourceVersion", "creationTimestamp", "generation"):
-            metadata.pop(server_field, None)
-    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
 
 
 def _pod_ips(pod: Pod, *, every: bool = False) -> set[str]:
