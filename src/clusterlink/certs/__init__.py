@@ -11,6 +11,8 @@ Modules, each with one job:
 - ``issuing``: building the CA, keys and certificates in memory (the profile lives here);
 - ``fabric``: creating the fabric and peer directories on disk, never overwriting;
 - ``rotation``: replacing them: a fabric's CA, a peer's certificates, a peer's trust bundle;
+- ``requests``: certificate requests: made at a site, checked and signed by the fabric's owner;
+- ``site``: joining across a boundary (key made at the site, request signed, answer installed);
 - ``bundle``: the trust bundle ``ca.pem``, one or more CAs of a fabric (``TrustBundle``);
 - ``peerdir``: loading and checking a peer directory (``PeerDir``);
 - ``reloading``: a running gateway's TLS contexts, rebuilt when its files change;
@@ -41,12 +43,20 @@ from clusterlink.certs.names import (
 )
 from clusterlink.certs.peerdir import PEER_DIR_FILES, PeerDir, load_peer_dir
 from clusterlink.certs.reloading import CredentialReloader
+from clusterlink.certs.requests import check_peer_request
 from clusterlink.certs.rotation import (
     BundleUpdate,
     CARotation,
     rotate_fabric_ca,
     rotate_peer_cert,
     update_ca_bundle,
+)
+from clusterlink.certs.site import (
+    InstalledCert,
+    SignedRequest,
+    create_peer_key,
+    install_peer_cert,
+    sign_request,
 )
 from clusterlink.certs.tls import (
     admin_client_context,
@@ -66,21 +76,26 @@ __all__ = [
     "CARotation",
     "CredentialReloader",
     "FabricCA",
+    "InstalledCert",
     "IssuedCert",
     "PeerCert",
     "PeerCredentials",
     "PeerDir",
     "PeerName",
+    "SignedRequest",
     "TrustBundle",
     "admin_client_context",
     "admin_peer_of",
     "admin_server_context",
     "ca_id",
+    "check_peer_request",
     "create_fabric",
     "create_peer_cert",
+    "create_peer_key",
     "describe_ca",
     "fabric_of",
     "format_utc",
+    "install_peer_cert",
     "issue_peer_credentials",
     "load_fabric",
     "load_peer_dir",
@@ -90,6 +105,7 @@ __all__ = [
     "rotate_fabric_ca",
     "rotate_peer_cert",
     "serial_hex",
+    "sign_request",
     "update_ca_bundle",
     "validate_fabric_name",
     "validate_peer_cert_name",

@@ -13,6 +13,11 @@ Profile (DESIGN §3):
   ``URI:urn:clusterlink:peer:<peer>``, serverAuth+clientAuth (it both serves and dials).
 - An admin certificate: ``O=<fabric>, CN=admin``, SAN ``URI:urn:clusterlink:admin:<peer>``
   only and clientAuth only, so it can never pass as a gateway.
+- A site's admin CA (``new_site_admin``, for a peer whose key was made at its site): self-signed,
+  ``CA:TRUE, pathlen:0``, subject ``CN=<peer> admin CA``; it signs exactly one admin
+  certificate, as above but without O (the site does not know its fabric yet), and its key is
+  thrown away at once, so it can never sign anything else. Only that peer's admin API trusts
+  it (``tls.admin_server_context``).
 - Leaves are valid 2 years by default, never beyond the CA; every ``notBefore`` is set a few
   minutes back so that a peer whose clock is slightly behind accepts a fresh certificate.
 - Serials are random; SKI/AKI are present so strict X.509 verifiers accept the chain.
@@ -38,17 +43,25 @@ from clusterlink.certs.names import PeerName
 __all__ = [
     "CA_VALIDITY",
     "CERT_VALIDITY",
+    "PEER_USAGES",
     "FabricCA",
     "IssuedCert",
     "PeerCredentials",
+    "SiteAdmin",
+    "issue_peer_cert",
     "issue_peer_credentials",
+    "leaf_key_usage",
     "new_fabric_ca",
+    "new_site_admin",
+    "peer_names",
 ]
 
 CA_VALIDITY = timedelta(days=3650)
 CERT_VALIDITY = timedelta(days=730)
 _CLOCK_SKEW = timedelta(minutes=5)
 _CN_MAX_CHARS = 64
+PEER_USAGES = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+"""A gateway both serves (its peer listener) and dials (tunnels, heartbeats)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,15 @@ class PeerCredentials:
     admin: IssuedCert
 
 
+@dataclass(frozen=True, slots=True)
+class SiteAdmin:
+    """A site's own admin CA (its certificate only: the key is gone) and the one admin
+    certificate it signed."""
+
+    ca_pem: bytes
+    admin: IssuedCert
+
+
 def new_fabric_ca(
     fabric: str, *, validity: timedelta = CA_VALIDITY, now: datetime | None = None
 ) -> FabricCA:
@@ -110,49 +132,116 @@ def issue_peer_credentials(
 ) -> PeerCredentials:
     """New keys and certificates for gateway ``peer`` and for its administrator."""
     now = now or datetime.now(UTC)
-    gateway = _issue_leaf(
-        ca,
+    key = ec.generate_private_key(ec.SECP256R1())
+    gateway = issue_peer_cert(ca, peer, key.public_key(), validity=validity, now=now)
+    admin = _issue_admin(
+        ca.cert, ca.key, _subject(ca.name, "admin"), peer, now=now, validity=validity
+    )
+    return PeerCredentials(peer=_issued(gateway, key), admin=admin)
+
+
+def issue_peer_cert(
+    ca: FabricCA,
+    peer: PeerName,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    validity: timedelta = CERT_VALIDITY,
+    now: datetime | None = None,
+) -> x509.Certificate:
+    """The certificate of gateway ``peer`` for ``public_key``, whoever holds its private key
+    (here, or a site that sent a certificate request)."""
+    return _sign_leaf(
+        ca.cert,
+        ca.key,
+        public_key,
         subject=_subject(ca.name, peer),
-        san=[x509.DNSName(peer), x509.UniformResourceIdentifier(peer_uri(peer))],
-        usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-        now=now,
+        san=peer_names(peer),
+        usages=list(PEER_USAGES),
+        now=now or datetime.now(UTC),
         validity=validity,
     )
-    admin = _issue_leaf(
-        ca,
-        subject=_subject(ca.name, "admin"),
+
+
+def new_site_admin(
+    peer: PeerName, *, validity: timedelta = CERT_VALIDITY, now: datetime | None = None
+) -> SiteAdmin:
+    """A new admin CA for ``peer``'s own site and the admin certificate it signs; the CA's
+    key is dropped when this returns (see the module)."""
+    now = now or datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    subject = _named(f"{peer} admin CA", fallback="admin CA")
+    ca_cert = (
+        _builder(subject, ca_key.public_key(), now, now + validity + _CLOCK_SKEW)
+        .issuer_name(subject)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    admin = _issue_admin(ca_cert, ca_key, _named("admin"), peer, now=now, validity=validity)
+    return SiteAdmin(ca_pem=ca_cert.public_bytes(serialization.Encoding.PEM), admin=admin)
+
+
+def peer_names(peer: str) -> list[x509.GeneralName]:
+    """The SAN of gateway ``peer``: its DNS name (checked by dialers) and its peer URI."""
+    return [x509.DNSName(peer), x509.UniformResourceIdentifier(peer_uri(peer))]
+
+
+def leaf_key_usage() -> x509.KeyUsage:
+    """The key usage of every leaf: digitalSignature only (the TLS 1.3 handshake)."""
+    return _key_usage(cert_sign=False)
+
+
+def _issue_admin(
+    issuer: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    subject: x509.Name,
+    peer: PeerName,
+    *,
+    now: datetime,
+    validity: timedelta,
+) -> IssuedCert:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _sign_leaf(
+        issuer,
+        issuer_key,
+        key.public_key(),
+        subject=subject,
         san=[x509.UniformResourceIdentifier(admin_uri(peer))],
         usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
         now=now,
         validity=validity,
     )
-    return PeerCredentials(peer=gateway, admin=admin)
+    return _issued(cert, key)
 
 
-def _issue_leaf(
-    ca: FabricCA,
+def _sign_leaf(
+    issuer: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    public_key: ec.EllipticCurvePublicKey,
     *,
     subject: x509.Name,
     san: list[x509.GeneralName],
     usages: list[x509.ObjectIdentifier],
     now: datetime,
     validity: timedelta,
-) -> IssuedCert:
-    key = ec.generate_private_key(ec.SECP256R1())
-    not_after = min(now + validity, ca.cert.not_valid_after_utc)
-    cert = (
-        _builder(subject, key.public_key(), now, not_after)
-        .issuer_name(ca.cert.subject)
+) -> x509.Certificate:
+    not_after = min(now + validity, issuer.not_valid_after_utc)
+    return (
+        _builder(subject, public_key, now, not_after)
+        .issuer_name(issuer.subject)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(leaf_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
-        .sign(ca.key, hashes.SHA256())
+        .sign(issuer_key, hashes.SHA256())
     )
+
+
+def _issued(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> IssuedCert:
     return IssuedCert(cert_pem=cert.public_bytes(serialization.Encoding.PEM), key_pem=_key_pem(key))
 
 
@@ -176,6 +265,12 @@ def _subject(fabric: str, common_name: str) -> x509.Name:
     if len(common_name) <= _CN_MAX_CHARS:
         attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     return x509.Name(attributes)
+
+
+def _named(common_name: str, *, fallback: str = "") -> x509.Name:
+    """A subject of CN only (``fallback`` when ``common_name`` is too long for a CN)."""
+    chosen = common_name if len(common_name) <= _CN_MAX_CHARS else fallback
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, chosen)] if chosen else [])
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:

@@ -113,7 +113,7 @@ def rotate_peer_cert(
             f"(`clusterlink rotate ca-bundle --name {name} --fabric {fabric} --path {path} "
             f"--add {path / fabric / CERT_FILE}`), then rotate"
         )
-    _refuse_a_stranger(directory / CERT_FILE, name, fabric)
+    refuse_a_stranger(directory / CERT_FILE, name, fabric)
     credentials = issue_peer_credentials(ca, name, validity=validity)
     replace_files(
         directory,
@@ -179,7 +179,7 @@ def _peer_directory(path: Path, fabric: str, name: str) -> Path:
     return directory
 
 
-def _refuse_a_stranger(current: Path, name: str, fabric: str) -> None:
+def refuse_a_stranger(current: Path, name: str, fabric: str) -> None:
     """A missing or broken certificate may be replaced; one that names someone else may not."""
     try:
         identity = as_peercert(x509.load_pem_x509_certificate(current.read_bytes()))

@@ -8,9 +8,14 @@ and presents a certificate of its own, so both ends always know who the other is
   hostname, and the caller passes ``server_hostname=<peer name>``: a gateway reaches peer P
   only if the certificate it gets names P (DNS SAN).
 - admin listener / CLI: the listener presents the gateway certificate and requires *some*
-  certificate of the fabric; which one may administer is decided per request by the admin API
-  with ``admin_peer_of`` (so a wrong certificate gets a readable 403, not a handshake reset).
-  The CLI presents ``admin/cert.pem`` and must pass ``server_hostname=<peer name>``.
+  certificate of the fabric, or one of this site's own admin CA (``admin/cert.pem`` when the
+  peer's key was made at its site with ``create peer-key``: no secret of the fabric's owner is
+  needed to administer one's own gateway). Which certificate may administer is decided per
+  request by the admin API with ``admin_peer_of`` (so a wrong certificate gets a readable 403,
+  not a handshake reset). The site's admin CA is trusted by this context only: never by the
+  peer listener, never by another gateway, so what it signs can administer this peer and
+  nothing else. The CLI presents ``admin/cert.pem`` and must pass
+  ``server_hostname=<peer name>``.
 
 A certificate of another fabric fails the handshake on every listener, even if the fabrics
 share a name: trust is the CA key, not the O field. OpenSSL also enforces the extended key
@@ -58,8 +63,9 @@ def peer_client_context(pd: PeerDir, alpn: Sequence[str]) -> ssl.SSLContext:
 
 
 def admin_server_context(pd: PeerDir) -> ssl.SSLContext:
-    """Serves the gateway certificate; requires a client certificate of the fabric."""
-    return _context(pd, server=True, cert=pd.cert_file, key=pd.key_file)
+    """Serves the gateway certificate; requires a client certificate of the fabric or of the
+    site's admin CA."""
+    return _context(pd, server=True, cert=pd.cert_file, key=pd.key_file, trust_site_admin=True)
 
 
 def admin_client_context(pd: PeerDir) -> ssl.SSLContext:
@@ -75,6 +81,7 @@ def _context(
     key: Path,
     alpn: Sequence[str] = (),
     is_peer: bool = False,
+    trust_site_admin: bool = False,
 ) -> ssl.SSLContext:
     # PROTOCOL_TLS_CLIENT already sets check_hostname=True and CERT_REQUIRED; a server
     # context needs CERT_REQUIRED set to demand a client certificate.
@@ -89,19 +96,25 @@ def _context(
     if alpn:
         context.set_alpn_protocols(list(alpn))
     trusted = _trusted_now(pd)
+    if trust_site_admin and pd.admin_ca_file.exists():
+        site_ca = read_bytes(pd.admin_ca_file, "admin CA certificate", _broken(pd))
+        trusted += site_ca.decode("ascii", errors="replace")
     try:
         context.load_verify_locations(cadata=trusted)
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         raise CertificateError(
-            f"cannot load {cert} and its key for TLS ({exc}); "
-            f"the peer directory {pd.path} changed or broke after it was loaded"
+            f"cannot load {cert} and its key, or the CAs it trusts, for TLS ({exc}); {_broken(pd)}"
         ) from exc
     return context
 
 
 def _trusted_now(pd: PeerDir) -> str:
     """The PEM text of the CAs of ``ca.pem`` that are valid now."""
-    hint = f"the peer directory {pd.path} changed or broke after it was loaded"
-    bundle = TrustBundle.parse(read_bytes(pd.ca_file, "fabric CA certificate", hint), pd.ca_file)
+    data = read_bytes(pd.ca_file, "fabric CA certificate", _broken(pd))
+    bundle = TrustBundle.parse(data, pd.ca_file)
     return bundle.pem(bundle.trusted_at(datetime.now(UTC), pd.ca_file)).decode("ascii")
+
+
+def _broken(pd: PeerDir) -> str:
+    return f"the peer directory {pd.path} changed or broke after it was loaded"

@@ -1,8 +1,9 @@
 """The ``clusterlink`` command: the table of contents of DESIGN §6.
 
 This module only assembles the command tree; each command lives in the module for its job
-(``fabric``: certificates on disk, ``rotate``: replacing them, ``gateway``: running a gateway,
-``deploy``: the Kubernetes objects of a peer, ``manage``: the admin API).
+(``fabric``: certificates on disk, ``rotate``: replacing them, ``join``: joining sites without
+moving a key, ``gateway``: running a gateway, ``deploy``: the Kubernetes objects of a peer,
+``manage``: the admin API).
 Heavy modules (the gateway, asyncio servers, httpx, cryptography) are imported inside the
 commands that need them, so ``--help``, ``--version`` and usage errors answer at once.
 
@@ -18,7 +19,7 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
-from clusterlink.cli import demo, deploy, fabric, gateway, manage, rotate
+from clusterlink.cli import demo, deploy, fabric, gateway, join, manage, rotate
 from clusterlink.cli.context import PEER_DIR_ENV, Globals, OneLineErrors, address_option
 
 __all__ = ["app", "run"]
@@ -35,7 +36,11 @@ app = typer.Typer(
     context_settings=_SETTINGS,
 )
 create_app = typer.Typer(
-    help="Create a fabric or peer certificate (local files), or a resource (on a gateway).",
+    help="Create a fabric, a peer certificate or key (local files), or a resource (on a gateway).",
+    no_args_is_help=True,
+)
+install_app = typer.Typer(
+    help="Install a certificate that the fabric signed for this site (local files).",
     no_args_is_help=True,
 )
 gateway_app = typer.Typer(help="Run this peer's gateway.", no_args_is_help=True)
@@ -49,10 +54,12 @@ rotate_app = typer.Typer(
 app.add_typer(create_app, name="create")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(rotate_app, name="rotate")
+app.add_typer(install_app, name="install")
 app.add_typer(deploy_app, name="deploy")
 
 create_app.command("fabric")(fabric.create_fabric)
 create_app.command("peer-cert")(fabric.create_peer_cert)
+create_app.command("peer-key")(join.create_peer_key)
 create_app.command("peer")(manage.create_peer)
 create_app.command("export")(manage.create_export)
 create_app.command("import")(manage.create_import)
@@ -61,10 +68,12 @@ gateway_app.command("run")(gateway.gateway_run)
 deploy_app.command("peer")(deploy.deploy_peer)
 rotate_app.command("peer-cert")(rotate.rotate_peer_cert)
 rotate_app.command("ca-bundle")(rotate.rotate_ca_bundle)
+install_app.command("peer-cert")(join.install_peer_cert)
 app.command()(manage.apply)
 app.command()(manage.delete)
 app.command()(manage.get)
 app.command()(manage.status)
+app.command()(join.sign)
 app.command()(demo.demo)
 
 
@@ -81,7 +90,8 @@ def _global_options(
         Path | None,
         typer.Option(
             envvar=PEER_DIR_ENV,
-            help="The peer directory whose gateway to manage (from `create peer-cert`).",
+            help="The peer directory whose gateway to manage (from `create peer-cert`, or "
+            "`create peer-key` and `install peer-cert`).",
             show_default=False,
         ),
     ] = None,
