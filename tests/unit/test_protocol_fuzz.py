@@ -21,6 +21,8 @@ from clusterlink.protocol import (
     ExportRef,
     Health,
     HealthRequest,
+    LinkAnswer,
+    LinkRequest,
     PeerClientConnection,
     PeerServerConnection,
     Verdict,
@@ -35,7 +37,10 @@ CONNECT = (
     ).encode()
     + b"\r\n\r\n"
 )
-VALID = [HEALTH, CONNECT, HEALTH + HEALTH + CONNECT + b"tunnel bytes"]
+LINK = PeerClientConnection("b").link_request(
+    LinkRequest("cl-invite-v1.e30", "a", {"site": "a"}, (("127.0.0.1", 9443),))
+)
+VALID = [HEALTH, CONNECT, HEALTH + HEALTH + CONNECT + b"tunnel bytes", HEALTH + LINK]
 FRAGMENTS = [
     b"\r\n",
     b"\n",
@@ -58,6 +63,9 @@ FRAGMENTS = [
     b"clusterlink-client-attributes: e30\r\n",
     HEALTH,
     CONNECT,
+    LINK,
+    b"POST /link HTTP/1.1\r\n",
+    b'{"token":',
 ]
 B_HEALTH = Health("b", {"zone": "eu"}, "0.1.0")
 
@@ -74,6 +82,12 @@ def _drive(chunks: list[bytes], *, eof: bool) -> None:
                 if isinstance(event, HealthRequest):
                     assert conn.send_health(B_HEALTH).startswith(b"HTTP/1.1 200 ")
                     continue
+                if isinstance(event, LinkRequest):
+                    assert all(isinstance(v, str) for v in event.labels.values())
+                    answer = LinkAnswer("b", {}, "created")
+                    assert conn.send_link_answer(answer).startswith(b"HTTP/1.1 200 ")
+                    assert conn.next_event() is CLOSED
+                    return
                 assert isinstance(event, ConnectRequest)
                 assert all(isinstance(v, str) for v in event.attributes.values())
                 assert conn.send_verdict(Verdict.allow()) == b"HTTP/1.1 200 OK\r\n\r\n"
@@ -121,20 +135,26 @@ def test_mutated_requests_give_events_or_a_4xx(chunks: list[bytes], eof: bool) -
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.lists(st.binary(min_size=1, max_size=64), max_size=8), st.booleans(), st.booleans())
+@given(
+    st.lists(st.binary(min_size=1, max_size=64), max_size=8),
+    st.sampled_from(["health", "connect", "link"]),
+    st.booleans(),
+)
 def test_arbitrary_answers_give_events_or_a_protocol_error(
-    chunks: list[bytes], is_connect: bool, eof: bool
+    chunks: list[bytes], request: str, eof: bool
 ) -> None:
     conn = PeerClientConnection("b")
-    if is_connect:
+    if request == "connect":
         conn.connect_request(ExportRef("default", "db"), {"a": "b"})
+    elif request == "link":
+        conn.link_request(LinkRequest("cl-invite-v1.e30", "a", {}, (("h", 1),)))
     else:
         conn.health_request()
     try:
         for chunk in [*chunks, b""] if eof else chunks:
             conn.receive_data(chunk)
             if (event := conn.next_event()) is not NEED_DATA:
-                assert isinstance(event, Health | Verdict)
+                assert isinstance(event, Health | LinkAnswer | Verdict)
                 return
     except RemoteProtocolError as exc:
         assert (exc.status, exc.reason) == (502, "malformed")
@@ -156,7 +176,7 @@ def test_a_timeout_refusal_can_be_sent_whatever_part_of_a_head_has_arrived(
         except RemoteProtocolError:
             return  # refused at once: no deadline left to miss
         if event is not NEED_DATA:
-            return  # a CONNECT (decided elsewhere) or the end of the connection
+            return  # a CONNECT or a link (decided elsewhere), or the end of the connection
     answer = conn.send_verdict(Verdict(408, "timeout", "the request head was not complete"))
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert conn.next_event() is CLOSED

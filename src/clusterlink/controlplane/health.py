@@ -39,7 +39,7 @@ from clusterlink.controlplane.reachability import PEER_REACHABLE, PeerState, Rea
 from clusterlink.errors import ClusterLinkError, PeerUnreachable, RemoteProtocolError
 from clusterlink.ids import PeerName
 from clusterlink.metrics import PeerSample
-from clusterlink.protocol import NEED_DATA, Health, PeerClientConnection
+from clusterlink.protocol import NEED_DATA, Health, PeerClientConnection, Verdict
 from clusterlink.transport.dial import dial_tls, expect_peer_listener
 
 __all__ = ["PEER_REACHABLE", "HealthSettings", "PeerHealth", "PeerState", "Reachability"]
@@ -89,6 +89,7 @@ class _HealthChannel(asyncio.Protocol):
         if isinstance(event, Health):
             self.answer.set_result(event)
         else:  # a refusal: say it as a sentence, never as the event's repr
+            assert isinstance(event, Verdict)  # a heartbeat is answered by health or refusal
             self.answer.set_exception(
                 PeerUnreachable(
                     f"{self.what} answered the heartbeat with {event.status} {event.reason}: "

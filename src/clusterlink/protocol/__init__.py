@@ -10,6 +10,10 @@ Two gateways speak HTTP/1.1 (framed by h11) over mutual TLS with ALPN ``clusterl
     Verdict 200                   ◀───────   send_verdict(Verdict.allow())
     raw tunnel bytes              ◀──────▶   raw tunnel bytes (start with trailing_data)
 
+    or, instead of the CONNECT, once: a peer presenting an invitation
+    POST /link {token, name, ...} ───────▶   LinkRequest
+    LinkAnswer {name, labels, ...} ◀───────  send_link_answer(...), then close
+
 A refusal (400, 403, 404, 502, 503, ...) carries ``{reason, message}`` and closes the
 connection. One round trip both authorizes and opens the tunnel: the connection that carried
 the CONNECT is the data path.
@@ -28,6 +32,8 @@ from clusterlink.protocol.events import (
     ExportRef,
     Health,
     HealthRequest,
+    LinkAnswer,
+    LinkRequest,
     Signal,
     Verdict,
 )
@@ -53,6 +59,8 @@ __all__ = [
     "ExportRef",
     "Health",
     "HealthRequest",
+    "LinkAnswer",
+    "LinkRequest",
     "PeerClientConnection",
     "PeerServerConnection",
     "ServerEvent",

@@ -1,7 +1,8 @@
 """The dialing gateway's side of the protocol: requests as bytes, answers as events.
 
 Used by heartbeats and by tunnel set-up over the same kind of connection: any number of
-health requests, then at most one CONNECT. Like the server side it only translates; the
+health requests, then at most one CONNECT or one ``POST /link`` (presenting an invitation;
+the connection ends with its answer). Like the server side it only translates; the
 caller writes the bytes, feeds back what it reads (``b""`` for EOF) and acts on the events.
 
 A refusal is an event (``Verdict``), not an exception: it is the peer following the
@@ -20,10 +21,21 @@ import h11
 
 from clusterlink.errors import LocalProtocolError, RemoteProtocolError
 from clusterlink.protocol.attributes import encode_attributes
-from clusterlink.protocol.events import NEED_DATA, ExportRef, Health, Signal, Verdict
+from clusterlink.protocol.events import (
+    NEED_DATA,
+    ExportRef,
+    Health,
+    LinkAnswer,
+    LinkRequest,
+    Signal,
+    Verdict,
+)
+from clusterlink.protocol.link import encode_link_request, parse_link_answer
 from clusterlink.protocol.wire import (
     ATTRIBUTES_HEADER,
     HEALTH_PATH,
+    JSON_CONTENT_TYPE,
+    LINK_PATH,
     MAX_BODY_BYTES,
     as_string_map,
     load_json_object,
@@ -32,13 +44,14 @@ from clusterlink.protocol.wire import (
 
 __all__ = ["ClientEvent", "PeerClientConnection"]
 
-ClientEvent: TypeAlias = Health | Verdict | Literal[Signal.NEED_DATA]
+ClientEvent: TypeAlias = Health | LinkAnswer | Verdict | Literal[Signal.NEED_DATA]
 
 
 class _Phase(enum.Enum):
     IDLE = enum.auto()  # may send a request
     AWAITING_HEALTH = enum.auto()
     AWAITING_VERDICT = enum.auto()
+    AWAITING_LINK = enum.auto()
     TUNNEL = enum.auto()
     CLOSED = enum.auto()  # refused, closed by the peer, or broken
 
@@ -89,13 +102,28 @@ class PeerClientConnection:
         )
         return render(self._h11, (request, _END))
 
+    def link_request(self, request: LinkRequest) -> bytes:
+        """The bytes of ``POST /link``; the answer is a ``LinkAnswer`` (or a refusal)."""
+        self._begin(_Phase.AWAITING_LINK)
+        body = encode_link_request(request)
+        head = h11.Request(
+            method=b"POST",
+            target=LINK_PATH,
+            headers=[self._host, JSON_CONTENT_TYPE, (b"content-length", b"%d" % len(body))],
+        )
+        return render(self._h11, (head, h11.Data(data=body), _END))
+
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes from the peer; ``b""`` means the peer closed its side."""
         self._h11.receive_data(data)
 
     def next_event(self) -> ClientEvent:
         """The answer to the pending request, or ``NEED_DATA``."""
-        if self._phase not in (_Phase.AWAITING_HEALTH, _Phase.AWAITING_VERDICT):
+        if self._phase not in (
+            _Phase.AWAITING_HEALTH,
+            _Phase.AWAITING_VERDICT,
+            _Phase.AWAITING_LINK,
+        ):
             raise LocalProtocolError(f"next_event() while {self._phase.name}: no request pending")
         try:
             return self._read()
@@ -141,10 +169,16 @@ class PeerClientConnection:
             else:  # a 1xx informational answer: our peers never send one
                 raise _bad_answer(f"unexpected {type(event).__name__}")
 
-    def _finish(self) -> Health | Verdict:
+    def _finish(self) -> Health | LinkAnswer | Verdict:
         body = bytes(self._body)
         self._body.clear()
-        if self._status == 200:  # only a health answer gets here with 200
+        if self._status == 200 and self._phase is _Phase.AWAITING_LINK:
+            self._phase = _Phase.CLOSED  # the server closes after a link answer
+            try:
+                return parse_link_answer(body)
+            except ValueError as exc:
+                raise _bad_answer(f"link answer {exc}") from None
+        if self._status == 200:  # a health answer (a CONNECT's 200 never gets here)
             answer: Health | Verdict = _parse_health(body)
             if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
                 self._h11.start_next_cycle()

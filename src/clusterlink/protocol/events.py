@@ -11,12 +11,17 @@ Refusal reasons are short tokens a program can branch on; the message is for peo
 403  denied           ingress policy said no
 404  not-found        no such export
 404  unknown-path     a GET for anything but /healthz
-405  unknown-method   neither GET nor CONNECT
+405  unknown-method   neither GET, CONNECT nor POST /link
 408  timeout          the request head did not arrive in time
+413  too-large        a POST /link body is over the limit
 431  too-large        the request head is over the limit
 502  unreachable      the export's service did not answer
 503  overloaded       the gateway sheds load
 ==== ================ =====================================================
+
+``POST /link`` (a peer presenting an invitation) has refusals of its own, decided by the
+control plane: ``tampered``, ``expired``, ``used``, ``wrong-peer``, ``unknown-invitation``,
+``conflict``, ``malformed`` (see ``controlplane.invitations``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ __all__ = [
     "ExportRef",
     "Health",
     "HealthRequest",
+    "LinkAnswer",
+    "LinkRequest",
     "Signal",
     "Verdict",
 ]
@@ -110,6 +117,31 @@ class ConnectRequest:
 
     export: ExportRef
     attributes: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRequest:
+    """``POST /link``: the caller presents an invitation this gateway issued (``token``, whole)
+    and asks to be made a Peer, reached at ``gateways``, with ``labels``.
+
+    ``name`` is who the caller says it is; the caller's certificate says it too, and the two
+    must agree: the certificate decides.
+    """
+
+    token: str
+    name: str
+    labels: Mapping[str, str]
+    gateways: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkAnswer:
+    """The answer to an accepted ``LinkRequest``: who answered, its labels, and what became of
+    the caller's Peer there (``created``, ``configured`` or ``unchanged``)."""
+
+    name: str
+    labels: Mapping[str, str]
+    outcome: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ ALPN_PROTOCOL: Final = "clusterlink/1"
 """Basic mode: one tunnel per TLS connection, HTTP/1.1 framing until the ``200``."""
 
 HEALTH_PATH: Final = b"/healthz"
+LINK_PATH: Final = b"/link"
+"""``POST``: a peer presents an invitation (see ``link``)."""
 ATTRIBUTES_HEADER: Final = b"clusterlink-client-attributes"
 
 MAX_HEAD_BYTES: Final = 16 * 1024
@@ -25,7 +27,9 @@ MAX_ATTRIBUTE_ENTRIES: Final = 64
 MAX_ATTRIBUTE_BYTES: Final = 8 * 1024
 """Length of the encoded attributes header value."""
 MAX_BODY_BYTES: Final = 64 * 1024
-"""Largest answer body (health or refusal) a client buffers."""
+"""Largest answer body (health, link or refusal) a client buffers."""
+MAX_LINK_BODY_BYTES: Final = 16 * 1024
+"""Largest ``POST /link`` body; larger ones are answered with ``413``."""
 
 JSON_CONTENT_TYPE: Final = (b"content-type", b"application/json")
 
