@@ -16,6 +16,7 @@ __all__ = [
     "CertificateError",
     "ClusterLinkError",
     "ConflictError",
+    "LinkRefused",
     "LocalProtocolError",
     "NotFoundError",
     "PeerUnreachable",
@@ -120,4 +121,34 @@ class AdminAPIError(ClusterLinkError):
     def __init__(self, message: str, *, status: int, field: str | None = None) -> None:
         self.status = status
         self.field = field
+        super().__init__(message)
+
+
+class LinkRefused(ClusterLinkError):
+    """Linking with the peer that issued an invitation did not happen, and nothing was
+    created on either side.
+
+    ``reason`` is a short token a program can branch on: the inviting peer said ``expired``,
+    ``used`` (no use left), ``tampered`` (not the token it issued), ``wrong-peer`` (it invites
+    another peer), ``unknown-invitation`` or ``conflict`` (a Peer of that name is in the
+    way), or ``refused`` (anything else, said in the message); or this side found the token
+    ``malformed`` (no token at all), ``other-fabric``, a Peer in the way (``conflict``), or the
+    inviting peer ``unreachable``. ``status`` is the HTTP status that carries it.
+    """
+
+    REASONS = (
+        "expired",
+        "used",
+        "tampered",
+        "wrong-peer",
+        "unknown-invitation",
+        "other-fabric",
+        "conflict",
+        "refused",
+        "unreachable",
+    )
+
+    def __init__(self, message: str, *, reason: str, status: int = 409) -> None:
+        self.reason = reason
+        self.status = status
         super().__init__(message)

@@ -41,9 +41,12 @@ from clusterlink.certs import (
     peer_server_context,
 )
 from clusterlink.controlplane.admin import AdminServer
+from clusterlink.controlplane.admin_links import LinkRoutes
 from clusterlink.controlplane.authz import LocalPeer
 from clusterlink.controlplane.catalog import Catalog, Snapshot
 from clusterlink.controlplane.health import HealthSettings, PeerHealth
+from clusterlink.controlplane.inviting import InvitationDesk
+from clusterlink.controlplane.linking import Linker
 from clusterlink.controlplane.metrics_server import MetricsServer
 from clusterlink.controlplane.resources import ResourceService, require_export_addresses
 from clusterlink.dataplane.connector import PeerConnector
@@ -65,6 +68,7 @@ from clusterlink.peer_dir_lock import hold_peer_dir
 from clusterlink.protocol import ALPN_PROTOCOL, Health
 from clusterlink.protocol.mux import MUX_ALPN
 from clusterlink.store import SQLiteStore, Store
+from clusterlink.store.invitations import SQLiteInvitations
 
 __all__ = [
     "DataplaneSettings",
@@ -240,10 +244,29 @@ class Gateway:
             limits=limits,
             locate=kube.locate if kube else export_address,
         )
+        # Invitations and links (DESIGN §10): the inviting side answers POST /link on the peer
+        # listener, the invited side dials out with the basic protocol.
+        desk = InvitationDesk(
+            local=self.local,
+            invitations=SQLiteInvitations(self.store) if self.store is not None else None,
+            resources=resources,
+            catalog=catalog,
+            credentials=lambda: self._tls.credentials,
+            listen_address=lambda: self.addresses["listen"],
+        )
+        linker = Linker(
+            local=self.local,
+            resources=resources,
+            catalog=catalog,
+            credentials=lambda: self._tls.credentials,
+            context=lambda: self._tls.current.client,
+            listen_address=lambda: self.addresses["listen"],
+        )
         peer_listener = PeerListener(
             context=lambda: self._tls.current.server,
             ingress=ingress,
             health=partial(self._health_answer, catalog),
+            link=desk.accept,
             settings=settings,
             limits=limits,
         )
@@ -256,6 +279,7 @@ class Gateway:
             health=health,
             gateway_info=self.info,
             close_revoked_tunnels=tunnels.close_revoked,
+            links=LinkRoutes(desk, linker),
         )
         # Stopped in reverse order: first no new connections, then the tunnels, then state.
         self._closers += [tunnels.close, connector.close, health.close, imports.close]

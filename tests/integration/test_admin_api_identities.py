@@ -41,6 +41,8 @@ ROUTES = [
     ("GET", "/v1/resources/exports/nosuch", None, 404),
     ("DELETE", "/v1/resources/exports/nosuch", None, 404),
     ("GET", "/v1/openapi.json", None, 200),
+    ("POST", "/v1/invitations", {"peer": "nobody"}, 200),
+    ("POST", "/v1/link", {"token": "not a token"}, 400),
     ("GET", "/v1/nosuch-route", None, 404),
     ("PUT", "/v1/status", None, 405),
 ]

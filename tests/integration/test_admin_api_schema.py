@@ -142,4 +142,4 @@ def test_generated_requests_get_documented_answers(
         tried.append(operation.label)
 
     assert not failures, "\n\n".join(failures)
-    assert len(tried) == (7 if mode is GenerationMode.POSITIVE else 5), tried
+    assert len(tried) == (9 if mode is GenerationMode.POSITIVE else 7), tried

@@ -21,6 +21,7 @@ from schemathesis.core.result import Ok
 
 from clusterlink.api import WorkloadSelector
 from clusterlink.controlplane.admin import AdminServer
+from clusterlink.controlplane.admin_links import LinkRoutes
 from clusterlink.controlplane.openapi import ERROR_REASONS, openapi_document
 
 DOCS = Path(__file__).parents[2] / "docs" / "admin-api.md"
@@ -40,6 +41,7 @@ def served_routes() -> set[tuple[str, str]]:
         health=nothing,
         gateway_info=nothing,
         close_revoked_tunnels=nothing,
+        links=LinkRoutes(nothing, nothing),
     )
     return {
         (route.method, route.resource.canonical)

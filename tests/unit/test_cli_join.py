@@ -201,3 +201,15 @@ def test_install_refuses_a_ca_that_does_not_verify_the_certificate_in_one_line(
     )
 
     assert line.startswith(f"error: {stranger} does not verify {out / 'cert.pem'}: ")
+
+
+@pytest.mark.parametrize("ttl", ["15x", "m", "-5m", "1.5h", "", "0s"])
+def test_invite_with_a_ttl_that_is_no_duration_is_a_usage_error(
+    runner: CliRunner, tmp_path: Path, ttl: str
+) -> None:
+    result = runner.invoke(
+        app, ["--peer-dir", str(tmp_path), "invite", "--name", "site-b", "--ttl", ttl]
+    )
+
+    assert result.exit_code == 2
+    assert "is not a duration" in result.stderr

@@ -1,7 +1,10 @@
 """Joining sites without moving a private key (DESIGN §10).
 
-Certificates, on local files only: ``create peer-key`` at the site, ``sign`` where the
-fabric's CA is, ``install peer-cert`` back at the site (rules in ``clusterlink.certs.site``).
+Two halves. Certificates, on local files only: ``create peer-key`` at the site, ``sign`` where
+the fabric's CA is, ``install peer-cert`` back at the site (rules in ``clusterlink.certs.site``).
+Peers, through the admin API: ``invite`` at site A makes a one-time token for site B, and
+``link`` at site B hands it to B's gateway, which proves itself to A's gateway and has each
+side create the other's Peer (rules in ``clusterlink.controlplane.linking``).
 
 Every command here says what it made and what comes next, because each one is a step that
 another person, at another site, continues.
@@ -9,16 +12,24 @@ another person, at another site, continues.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from clusterlink.cli.context import client_of, usage_errors
 from clusterlink.cli.fabric import DEFAULT_FABRIC
 
-__all__ = ["create_peer_key", "install_peer_cert", "sign"]
+if TYPE_CHECKING:
+    from clusterlink.client import Document
+
+__all__ = ["create_peer_key", "install_peer_cert", "invite", "link", "sign"]
 
 _DEFAULT_VALIDITY_DAYS = 730  # certs.CERT_VALIDITY, spelled out: see cli.fabric
+_TOKEN_MODE = 0o600  # a token holds a secret, until it is used or expires
+_SECONDS_PER = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def create_peer_key(
@@ -107,3 +118,116 @@ def install_peer_cert(
         f"next: `clusterlink gateway run --peer-dir {pd.path}` (a gateway already running there "
         "picks the new files up by itself)"
     )
+
+
+AddressOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--address",
+        metavar="HOST:PORT",
+        help="Where other sites dial this gateway's peer listener; repeat for more.",
+        show_default="the gateway's --listen address as bound",
+    ),
+]
+
+
+def invite(
+    ctx: typer.Context,
+    *,
+    name: Annotated[str, typer.Option(help="The peer invited (its certificate's name).")],
+    ttl: Annotated[
+        str, typer.Option(help="How long the invitation is good for: 90s, 15m, 2h, 7d.")
+    ] = "15m",
+    uses: Annotated[int, typer.Option(min=1, max=1000, help="How many links it allows.")] = 1,
+    address: AddressOption = None,
+    output: Annotated[
+        str | None,
+        typer.Option("-o", "--output", help="Write the token to this file (0600); - is stdout."),
+    ] = None,
+) -> None:
+    """Invite peer NAME to link with this gateway: writes a one-time token for its site.
+
+    The token holds this peer's name and addresses, the fabric CA's fingerprint, a random
+    secret and an expiry; nothing in it lets its holder pass for this peer. Give it to the
+    other site, which runs `clusterlink link FILE`.
+    """
+    with usage_errors("--ttl"):
+        ttl_s = _seconds(ttl)
+    with usage_errors("--address"):
+        gateways = [_gateway_of(text) for text in address or []]
+    with client_of(ctx) as client:
+        answer = client.invite(name=name, ttl_s=ttl_s, uses=uses, gateways=gateways)
+    token = str(answer["token"])
+    if output is None or output == "-":
+        typer.echo(token)
+        where = "printed above"
+    else:
+        _write_private(Path(output), token + "\n")
+        where = f"written to {output}"
+    typer.echo(
+        f"invitation {answer['id']} for peer {name} ({where}): good for {answer['uses']} "
+        f"link(s) until {answer['expiresAt']}, dialling {', '.join(answer['gateways'])}; "
+        f"at {name}'s site run `clusterlink link {output or 'FILE'}`",
+        err=True,
+    )
+
+
+def link(
+    ctx: typer.Context,
+    token: Annotated[str, typer.Argument(help="The token file from `invite`; - reads stdin.")],
+    *,
+    address: AddressOption = None,
+) -> None:
+    """Link this gateway with the peer that invited it, using its token.
+
+    This gateway checks that the token is for its fabric, dials the inviting peer over mutual
+    TLS and presents it; once the inviter has created a Peer for this gateway, this gateway
+    creates a Peer for the inviter. Nothing is created on either side if the token is
+    refused.
+    """
+    text = sys.stdin.read() if token == "-" else Path(token).read_text(errors="replace")
+    with usage_errors("--address"):
+        gateways = [_gateway_of(item) for item in address or []]
+    with client_of(ctx) as client:
+        answer = client.link(token=text.strip(), gateways=gateways)
+    peer, remote = answer["peer"], answer["remote"]
+    typer.echo(
+        f"peer.clusterlink.net/{peer['name']} {answer['outcome']} here "
+        f"(gateways {', '.join(peer['gateways'])}{_labels(peer['labels'])})"
+    )
+    typer.echo(
+        f"peer.clusterlink.net/{remote['name']} {remote['outcome']} at {peer['name']} "
+        f"(gateways {', '.join(remote['gateways'])}{_labels(remote['labels'])})"
+    )
+
+
+def _seconds(text: str) -> int:
+    """``90s``, ``15m``, ``2h``, ``7d`` (or bare seconds) as seconds; the gateway checks the
+    bounds."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _SECONDS_PER else (text, "s")
+    if not (number.isascii() and number.isdigit()) or int(number) == 0:
+        raise ValueError(f"{text!r} is not a duration: a whole number and s, m, h or d (15m)")
+    return int(number) * _SECONDS_PER[unit]
+
+
+def _gateway_of(text: str) -> Document:
+    from clusterlink.addresses import parse_address
+
+    host, port = parse_address(text, what="--address")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--address {text!r}: the port must be 1..65535")
+    return {"host": host, "port": port}
+
+
+def _labels(labels: dict[str, str]) -> str:
+    shown = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    return f", labels {shown}" if shown else ""
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` owner-only (whatever the umask) and refuse to overwrite: a token
+    left from an earlier invitation is better kept than silently replaced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _TOKEN_MODE)
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        os.fchmod(fd, _TOKEN_MODE)
+        file.write(text)

@@ -74,6 +74,8 @@ app.command()(manage.delete)
 app.command()(manage.get)
 app.command()(manage.status)
 app.command()(join.sign)
+app.command()(join.invite)
+app.command()(join.link)
 app.command()(demo.demo)
 
 

@@ -30,6 +30,7 @@ from clusterlink.errors import (
     CertificateError,
     ClusterLinkError,
     ConflictError,
+    LinkRefused,
     NotFoundError,
     PeerUnreachable,
     ValidationError,
@@ -190,6 +191,23 @@ class AdminClient:
         params = {"namespace": namespace, **(_revoking(close_tunnels) or {})}
         return _changes(self._call("DELETE", path, params=params))
 
+    def invite(self, *, name: str, ttl_s: int, uses: int, gateways: list[Document]) -> Document:
+        """A new invitation for peer ``name`` (``POST /v1/invitations``): its ``token`` (which
+        holds a secret: hand it over privately), ``id``, ``expiresAt``, ``uses``, ``gateways``.
+        """
+        body: Document = {"peer": name, "ttlS": ttl_s, "uses": uses}
+        if gateways:
+            body["gateways"] = gateways
+        return self._call("POST", "/v1/invitations", body=body)
+
+    def link(self, *, token: str, gateways: list[Document]) -> Document:
+        """Link this gateway with the peer that issued ``token`` (``POST /v1/link``);
+        ``LinkRefused`` (with its ``reason``) if that did not happen."""
+        body: Document = {"token": token}
+        if gateways:
+            body["gateways"] = gateways
+        return self._call("POST", "/v1/link", body=body, is_link=True)
+
     # Defined last: inside the class body, later annotations would see this method as `list`.
     def list(self, kind: str, namespace: str | None = None) -> list[Document]:
         """Every resource of ``kind`` in ``namespace``, or in all namespaces if None."""
@@ -204,6 +222,7 @@ class AdminClient:
         *,
         body: Document | None = None,
         params: dict[str, str] | None = None,
+        is_link: bool = False,
     ) -> Document:
         import httpx
 
@@ -231,7 +250,7 @@ class AdminClient:
         answer = _json_of(response)
         if response.is_success and isinstance(answer, dict):
             return answer
-        raise _error_of(response.status_code, answer, where)
+        raise _error_of(response.status_code, answer, where, is_link=is_link)
 
 
 def _admin_address_of(peer: str, gateway_json: Path, start: str) -> str:
@@ -271,11 +290,14 @@ def _json_of(response: httpx.Response) -> Any:
         return None
 
 
-def _error_of(status: int, answer: Any, where: str) -> ClusterLinkError:
-    """The error for an answer that is not a success (or not a JSON object)."""
+def _error_of(status: int, answer: Any, where: str, *, is_link: bool) -> ClusterLinkError:
+    """The error for an answer that is not a success (or not a JSON object); a refused link
+    is ``LinkRefused`` with the reason the gateway gave."""
     body = answer if isinstance(answer, dict) else {}
     message = str(body.get("message") or f"{where} answered {status} without a reason")
     field = body.get("field") if isinstance(body.get("field"), str) else None
+    if is_link and body.get("reason") in LinkRefused.REASONS:
+        return LinkRefused(message, reason=str(body["reason"]), status=status)
     if status == 404:
         return NotFoundError(message)
     if status == 422:

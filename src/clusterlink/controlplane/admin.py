@@ -10,6 +10,8 @@ client retrying in a loop cannot flood the log.
 The TLS handshake is ours (``transport.tls.TLSLayer`` under aiohttp), not asyncio's: asyncio
 drops a failed server handshake silently, and an operator needs to see why a client was refused.
 
+The routes that join sites (``invite``, ``link``) live in ``admin_links``; the rest are here.
+
 Errors leave as JSON ``{reason, message, field?}`` with the status of docs/admin-api.md, for
 unknown routes and methods too; a ``ClusterLinkError`` is mapped in one place (``_errors``),
 anything else is a bug and answers ``500`` with a log line. Requests are checked by
@@ -41,6 +43,7 @@ from clusterlink.controlplane.admin_input import (
     parse_kind,
     parse_namespace,
 )
+from clusterlink.controlplane.admin_links import LinkRoutes
 from clusterlink.controlplane.catalog import Catalog
 from clusterlink.controlplane.health import PeerHealth
 from clusterlink.controlplane.http_serving import serve_app
@@ -53,6 +56,7 @@ from clusterlink.errors import (
     BadRequest,
     ClusterLinkError,
     ConflictError,
+    LinkRefused,
     NotFoundError,
     StoreError,
     ValidationError,
@@ -115,6 +119,7 @@ class AdminServer:
         health: PeerHealth,
         gateway_info: Callable[[], Mapping[str, Any]],
         close_revoked_tunnels: Callable[[], int],
+        links: LinkRoutes,
         handshake_timeout_s: float = 5.0,
     ) -> None:
         self.local_name = local_name
@@ -141,6 +146,7 @@ class AdminServer:
                 web.get("/v1/resources/{kind}/{name}", self.get),
                 web.delete("/v1/resources/{kind}/{name}", self.delete),
                 web.get("/v1/openapi.json", self.openapi),
+                *links.routes(),
             ]
         )
 
@@ -222,6 +228,8 @@ class AdminServer:
             return _http_error(request, exc)
         except BadRequest as exc:
             return _error(400, "malformed", str(exc), exc.field)
+        except LinkRefused as exc:
+            return _error(exc.status, exc.reason, str(exc))
         except ValidationError as exc:
             return _error(422, "invalid", str(exc), exc.field)
         except NotFoundError as exc:

@@ -39,6 +39,7 @@ from clusterlink.protocol.wire import is_text
 
 __all__ = [
     "BODY_FIELDS",
+    "parse_body",
     "parse_close_tunnels",
     "parse_documents_body",
     "parse_key",
@@ -57,6 +58,7 @@ _PEER_NAME: Final = pydantic.TypeAdapter(PeerNameField)
 _BOOLEANS: Final = {"true": True, "false": False}
 
 _Name = TypeVar("_Name", bound=str)
+_Body = TypeVar("_Body", bound=pydantic.BaseModel)
 
 
 # --- the body of apply and delete --------------------------------------------------------------
@@ -87,7 +89,29 @@ def parse_documents_body(body: bytes) -> list[Resource]:
     return resources
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def parse_body(body: bytes, model: type[_Body], *, shape: str) -> _Body:
+    """A request body that is one small object (not documents), e.g. an invitation's;
+    ``shape`` shows it in the message for a body that is no object at all.
+
+    Any problem is the request's own shape, so it is ``BadRequest`` with ``field`` the JSON
+    path of the first offending value (``gateways[0].port``).
+    """
+    data = _json_object(body, shape)
+    where = _not_unicode(data, "")
+    if where is not None:
+        raise BadRequest(f"{where.lstrip('.')}: is not valid Unicode", field=where.lstrip("."))
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        field = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        ).lstrip(".")
+        problem = error["msg"].removeprefix("Value error, ")
+        raise BadRequest(f"{field or 'body'}: {problem}", field=field or None) from None
+
+
+def _json_object(body: bytes, shape: str = '{"documents": [...]}') -> dict[str, Any]:
     try:
         data = json.loads(body)
     except UnicodeDecodeError as exc:
@@ -98,9 +122,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
         # json.loads recurses per nesting level: "[[[[..." from a hostile client is not a 500.
         raise BadRequest("request body is nested too deeply to be resource documents") from None
     if not isinstance(data, dict):
-        raise BadRequest(
-            f'request body must be a JSON object {{"documents": [...]}}, got {_json_type(data)}'
-        )
+        raise BadRequest(f"request body must be a JSON object {shape}, got {_json_type(data)}")
     return data
 
 

@@ -30,6 +30,8 @@ from pydantic.json_schema import models_json_schema
 from clusterlink.api import KINDS, plural
 from clusterlink.api.names import NamespaceName, ResourceName
 from clusterlink.controlplane.admin_input import BODY_FIELDS
+from clusterlink.controlplane.admin_links import InviteBody, LinkBody
+from clusterlink.errors import LinkRefused
 
 __all__ = ["ERROR_REASONS", "openapi_document"]
 
@@ -43,6 +45,7 @@ ERROR_REASONS: Final = (
     "invalid",
     "internal",
     "store-unavailable",
+    *(reason for reason in LinkRefused.REASONS if reason != "conflict"),
 )
 """Every ``reason`` an error body can carry (docs/admin-api.md)."""
 
@@ -80,6 +83,7 @@ _ERROR_STATUSES = {
     413: "the request body is larger than the gateway accepts",
     422: "a document is invalid; `field` is its path in the body (`documents[1].spec.port`)",
     500: "a bug in the gateway; its log has the details",
+    502: "the inviting peer could not be reached (`unreachable`); nothing was changed",
     503: "the state store cannot be read or written (disk full, read-only)",
 }
 
@@ -113,9 +117,10 @@ _LABEL_FIELDS: Final = {
 
 def _document_schemas() -> dict[str, Any]:
     """The kinds' schemas (and the models they use) with ``apiVersion`` and ``kind`` required
-    and the label rules stated."""
+    and the label rules stated, and the bodies of the routes that join sites."""
+    bodies: list[type[BaseModel]] = [*KINDS.values(), InviteBody, LinkBody]
     models: list[tuple[type[BaseModel], Literal["validation"]]] = [
-        (model, "validation") for model in KINDS.values()
+        (model, "validation") for model in bodies
     ]
     _, defs = models_json_schema(models, by_alias=True, ref_template=_REF)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
@@ -245,6 +250,38 @@ def _envelopes() -> dict[str, Any]:
             },
             required=("reason", "message"),
         ),
+        **_link_envelopes(address),
+    }
+
+
+def _link_envelopes(address: dict[str, Any]) -> dict[str, Any]:
+    """The answers of ``POST /v1/invitations`` and ``POST /v1/link``."""
+    labels = {"type": "object", "additionalProperties": _STRING}
+    outcome = {"type": "string", "enum": ["created", "configured", "unchanged"]}
+    gateways = {"type": "array", "items": address, "minItems": 1}
+    side = {"name": _STRING, "gateways": gateways, "labels": labels}
+    return {
+        "Invitation": _closed(
+            {
+                "id": _STRING,
+                "token": {"type": "string", "description": "holds a secret: hand it privately"},
+                "peer": _STRING,
+                "expiresAt": {"type": "string", "description": "ISO-8601, UTC"},
+                "uses": {"type": "integer", "minimum": 1},
+                "gateways": gateways,
+            },
+            required=("id", "token", "peer", "expiresAt", "uses", "gateways"),
+        ),
+        "Link": _closed(
+            {
+                "outcome": outcome,
+                "peer": _closed(side, required=("name", "gateways", "labels")),
+                "remote": _closed(
+                    {**side, "outcome": outcome}, required=("name", "gateways", "labels", "outcome")
+                ),
+            },
+            required=("outcome", "peer", "remote"),
+        ),
     }
 
 
@@ -278,6 +315,10 @@ def _parameters() -> dict[str, Any]:
             "schema": {"type": "boolean"},
         },
     }
+
+
+def _body(model: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
 
 
 @cache
@@ -352,6 +393,36 @@ def openapi_document(version: str) -> dict[str, Any]:
                     ],
                     "responses": _responses(results, 400, 404, 503),
                 },
+            },
+            "/v1/invitations": {
+                "post": {
+                    "operationId": "invite",
+                    "description": "A one-time token inviting a peer to link with this gateway.",
+                    "requestBody": _body("InviteBody"),
+                    "responses": _responses(
+                        _json(_ref("Invitation"), "the invitation and its token"),
+                        400,
+                        409,
+                        413,
+                        503,
+                    ),
+                }
+            },
+            "/v1/link": {
+                "post": {
+                    "operationId": "link",
+                    "description": "Present a token to the peer that issued it; then each side "
+                    "has the other's Peer. Refusals change nothing on either side.",
+                    "requestBody": _body("LinkBody"),
+                    "responses": _responses(
+                        _json(_ref("Link"), "the Peers made on both sides"),
+                        400,
+                        409,
+                        413,
+                        502,
+                        503,
+                    ),
+                }
             },
             "/v1/openapi.json": {
                 "get": {

@@ -2,8 +2,10 @@
 
 Heartbeats (``GET /healthz``) are answered on the spot, as often as they come; a
 ``CONNECT <namespace>/<export>`` goes to ``Ingress`` and, if allowed, the connection becomes
-that tunnel's raw bytes (one tunnel per connection). The protocol itself is the sans-io
-``PeerServerConnection``; this module only feeds it bytes and enforces the timeouts.
+that tunnel's raw bytes (one tunnel per connection); a ``POST /link`` (a peer presenting an
+invitation) goes to the listener's ``link``, whose answer ends the connection. The protocol
+itself is the sans-io ``PeerServerConnection``; this module only feeds it bytes and enforces
+the timeouts.
 
 Two deadlines, never both: between requests the connection may wait ``request_timeout_s`` (a
 warm connection in the source's pool), and is then closed; from the first byte of a request
@@ -26,6 +28,7 @@ from clusterlink.protocol import (
     NEED_DATA,
     ConnectRequest,
     HealthRequest,
+    LinkRequest,
     PeerServerConnection,
     Verdict,
 )
@@ -131,11 +134,13 @@ class BasicSession(asyncio.Protocol):
                 self.transport.write(self.conn.send_health(self.listener.health(self.caller)))
                 self._await_request()
                 continue
-            if isinstance(event, ConnectRequest):
+            if isinstance(event, ConnectRequest | LinkRequest):
                 self.transport.pause_reading()  # tunnel bytes wait until the service is there
                 if self._timer is not None:
                     self._timer.cancel()
-                self._task = asyncio.create_task(self._connect(event))
+                self._task = asyncio.create_task(
+                    self._connect(event) if isinstance(event, ConnectRequest) else self._link(event)
+                )
                 return
             self.transport.close()  # CLOSED: the caller is done with this connection
             return
@@ -153,6 +158,17 @@ class BasicSession(asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
             self.transport.close()
+
+    async def _link(self, request: LinkRequest) -> None:
+        answer = await self.listener.link(self.caller, request)
+        self._task = None
+        if self.transport.is_closing():  # the caller left while we decided
+            return
+        if isinstance(answer, Verdict):
+            self._refuse(self.conn.send_verdict(answer))
+            return
+        self.transport.write(self.conn.send_link_answer(answer))
+        self.transport.close()  # one link per connection
 
     async def _connect(self, request: ConnectRequest) -> None:
         outcome = await self.listener.ingress.open(self.caller, request)

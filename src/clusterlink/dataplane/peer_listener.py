@@ -5,8 +5,10 @@ Sequence for one accepted connection:
     admission against the limits (before any TLS work)
     -> TLS handshake (fabric CA only) -> caller = peer name from the verified certificate
     -> by ALPN: ``clusterlink/1`` (``BasicSession``: HTTP/1.1 heartbeats, or one tunnel per
-       connection) or ``clusterlink-mux/1`` (``MuxSession``: every stream is a tunnel)
-    -> each tunnel request goes to ``Ingress``, which decides and relays it.
+       connection, or one ``POST /link``) or ``clusterlink-mux/1`` (``MuxSession``: every
+       stream is a tunnel)
+    -> each tunnel request goes to ``Ingress``, which decides and relays it; a link request
+       goes to the control plane's ``link`` (``controlplane.inviting``).
 
 This module only accepts and admits; what a request gets is ``ingress``'s business. A caller
 whose certificate names no peer (an admin certificate, say) is dropped right after the
@@ -25,7 +27,7 @@ import asyncio
 import logging
 import ssl
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import cast
 
@@ -38,7 +40,7 @@ from clusterlink.dataplane.relay import reset
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.ids import PeerName
 from clusterlink.log_throttle import LogThrottle
-from clusterlink.protocol import ALPN_PROTOCOL, Health
+from clusterlink.protocol import ALPN_PROTOCOL, Health, LinkAnswer, LinkRequest, Verdict
 from clusterlink.protocol.mux import MUX_ALPN, StreamRefused, StreamRequest
 from clusterlink.transport.mux import MuxSession
 from clusterlink.transport.tls import TLSLayer
@@ -66,10 +68,13 @@ class PeerListener:
         health: Callable[[PeerName], Health],
         settings: DataplaneSettings,
         limits: Limits,
+        link: Callable[[PeerName, LinkRequest], Awaitable[LinkAnswer | Verdict]] | None = None,
     ) -> None:
         self._context = context
         self.ingress = ingress
         self.health = health  # the answer to a heartbeat from that caller
+        # The answer to that caller's invitation; a listener without one serves no links.
+        self.link = link or _no_links
         self.settings = settings
         self.limits = limits
         self._bad_input = LogThrottle(log, burst=_BAD_INPUT_BURST)
@@ -232,6 +237,10 @@ class _Handshaken(asyncio.Protocol):
 
     def _on_refused(self, caller: str, remote: str, _: MuxSession, event: StreamRefused) -> None:
         self.listener.stream_refused(caller, remote, event)
+
+
+async def _no_links(caller: PeerName, request: LinkRequest) -> LinkAnswer | Verdict:
+    return Verdict.not_found("this gateway accepts no invitations")
 
 
 def _admit(limits: Limits) -> tuple[Limit, str] | None:
