@@ -77,7 +77,9 @@ def test_the_three_steps_make_a_peer_directory_without_moving_a_key(
         str(inbox / "ca.pem"),
     )
 
-    assert made[0].startswith(f"created the key of peer site-b in {site / 'site-b'} ")
+    assert made[0].startswith(
+        f"created the key and certificate request of peer site-b in {site / 'site-b'} "
+    )
     assert made[1].startswith(f"next: send {site / 'site-b' / 'request.csr'} to the fabric's")
     assert signed[0].startswith("signed the request of peer site-b with CA SHA256:")
     assert f"{inbox / 'cert.pem'} (serial " in signed[0]

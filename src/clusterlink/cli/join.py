@@ -45,15 +45,14 @@ def create_peer_key(
 
     created = certs.create_peer_key(path, name)
     typer.echo(
-        f"created the key of peer {name} in {created} (key.pem: it never leaves this site), "
-        f"its certificate request {created / 'request.csr'}, and this site's admin CA and "
-        f"admin certificate in {created / 'admin'}"
+        f"created the key and certificate request of peer {name} in {created} (key.pem never "
+        f"leaves this site), and this site's own admin CA and admin certificate in "
+        f"{created / 'admin'}"
     )
     typer.echo(
-        f"next: send {created / 'request.csr'} to the fabric's owner, who runs "
-        "`clusterlink sign --csr request.csr --fabric FABRIC`; install the cert.pem and ca.pem "
-        f"that come back with `clusterlink install peer-cert --peer-dir {created} "
-        "--cert cert.pem --ca ca.pem`"
+        f"next: send {created / 'request.csr'} to the fabric's owner (`clusterlink sign --csr "
+        "request.csr --fabric FABRIC` there), then install what comes back: `clusterlink "
+        f"install peer-cert --peer-dir {created} --cert cert.pem --ca ca.pem`"
     )
 
 
@@ -89,8 +88,8 @@ def sign(
         f"until {certs.format_utc(signed.cert.not_valid_after_utc)}) and {signed.ca_file}"
     )
     typer.echo(
-        f"next: send both files to the site of {signed.peer}; it runs `clusterlink install "
-        f"peer-cert --peer-dir {signed.peer} --cert cert.pem --ca ca.pem`"
+        f"next: send cert.pem and ca.pem back to the site of {signed.peer}, which runs "
+        "`clusterlink install peer-cert --peer-dir PEER_DIR --cert cert.pem --ca ca.pem`"
     )
 
 
