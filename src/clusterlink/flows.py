@@ -100,8 +100,10 @@ class FlowLog:
 
     def add(self, record: FlowRecord) -> FlowRecord:
         record.seq = next(self._seq)
-        self._records.append(record)
         if record.decision != "allowed":  # a refusal is finished as it is made
+            record.ended_at = record.started_at
+        self._records.append(record)
+        if record.decision != "allowed":
             self._export(record)
         return record
 

@@ -41,6 +41,7 @@ from clusterlink.certs import (
     peer_server_context,
 )
 from clusterlink.controlplane.admin import AdminServer
+from clusterlink.controlplane.admin_flows import FlowRoutes
 from clusterlink.controlplane.admin_links import LinkRoutes
 from clusterlink.controlplane.authz import LocalPeer
 from clusterlink.controlplane.catalog import Catalog, Snapshot
@@ -59,6 +60,7 @@ from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError
 from clusterlink.file_limit import raise_file_limit
+from clusterlink.flows import FlowLog
 from clusterlink.ids import PeerName
 from clusterlink.kube_mode import KubernetesMode, KubernetesSettings
 from clusterlink.logs import setup_logging
@@ -98,6 +100,8 @@ class GatewayConfig:
     health: HealthSettings = field(default_factory=HealthSettings)
     cert_check_interval_s: float = 5.0  # poll of cert.pem, key.pem, ca.pem; 0: SIGHUP only
     kubernetes: KubernetesSettings | None = None  # None: standalone, the SQLite store
+    flow_capacity: int = 1000  # tunnel records kept for `flows` and the dashboard
+    flow_log: Path | None = None  # also append every finished record here, as JSON lines
 
 
 def run_gateway(config: GatewayConfig) -> int:
@@ -206,7 +210,10 @@ class Gateway:
         )
         metrics = GatewayMetrics(peers=health.samples)
         tunnels = TunnelRegistry(
-            idle_timeout_s=settings.idle_timeout_s, metrics=metrics, catalog=catalog
+            idle_timeout_s=settings.idle_timeout_s,
+            metrics=metrics,
+            catalog=catalog,
+            flows=FlowLog(capacity=config.flow_capacity, export_path=config.flow_log),
         )
         metrics.live_tunnels = tunnels.samples
         limits = Limits(settings, metrics)  # shared: a peer's tunnels count both ways
@@ -280,6 +287,7 @@ class Gateway:
             gateway_info=self.info,
             close_revoked_tunnels=tunnels.close_revoked,
             links=LinkRoutes(desk, linker),
+            flows=FlowRoutes(tunnels.flows),
         )
         # Stopped in reverse order: first no new connections, then the tunnels, then state.
         self._closers += [tunnels.close, connector.close, health.close, imports.close]

@@ -47,6 +47,7 @@ def test_a_finished_tunnel_has_its_end_bytes_and_duration_and_open_ones_are_coun
     assert (done["bytesUp"], done["bytesDown"], done["durationS"]) == (10, 20, 0.5)
     assert done["endedAt"] is not None
     assert denied["decision"] == "denied" and denied["policy"] == "default deny"
+    assert denied["endedAt"] == denied["startedAt"]  # a refusal ends as it is made
     assert flows.open_count() == 0
 
 
@@ -59,7 +60,7 @@ def test_finished_and_refused_records_go_to_the_export_file_as_json_lines(tmp_pa
     flows.finished(tunnel)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(line["decision"], line["endedAt"] is not None) for line in lines] == [
-        ("denied", False),
+        ("denied", True),
         ("allowed", True),
     ]
 

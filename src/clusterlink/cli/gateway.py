@@ -151,6 +151,13 @@ def gateway_run(
         Path | None,
         typer.Option(help="Kubernetes mode: a kubeconfig file (default: in-cluster, or ~/.kube)."),
     ] = None,
+    flow_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also append every finished tunnel record (see `clusterlink flows`) to this "
+            "file, as JSON lines."
+        ),
+    ] = None,
     lease_duration: Annotated[
         float,
         typer.Option(
@@ -214,5 +221,6 @@ def gateway_run(
         ),
         cert_check_interval_s=cert_check_interval,
         kubernetes=kube,
+        flow_log=flow_log,
     )
     raise typer.Exit(run_gateway(config))

@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
-from clusterlink.cli import demo, deploy, fabric, gateway, join, manage, rotate
+from clusterlink.cli import demo, deploy, fabric, gateway, join, manage, observe, rotate
 from clusterlink.cli.context import PEER_DIR_ENV, Globals, OneLineErrors, address_option
 
 __all__ = ["app", "run"]
@@ -76,6 +76,8 @@ app.command()(manage.status)
 app.command()(join.sign)
 app.command()(join.invite)
 app.command()(join.link)
+app.command()(observe.flows)
+app.command()(observe.dashboard)
 app.command()(demo.demo)
 
 

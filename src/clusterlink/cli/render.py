@@ -198,13 +198,43 @@ _GATEWAY_FIELDS = [
 ]
 
 
-def _table(columns: Sequence[Column], rows: Iterable[Document], *, header: bool = True) -> Table:
+def _table(
+    columns: Sequence[Column],
+    rows: Iterable[Document],
+    *,
+    header: bool = True,
+    min_widths: Sequence[int] = (),
+) -> Table:
     table = Table(box=None, pad_edge=False, show_header=header, header_style="bold")
-    for heading, _ in columns:
-        table.add_column(heading, overflow="fold")
+    for index, (heading, _) in enumerate(columns):
+        width = min_widths[index] if index < len(min_widths) else None
+        table.add_column(heading, overflow="fold", min_width=width)
     for row in rows:
         table.add_row(*(Text(_cell(value(row))) for _, value in columns))
     return table
+
+
+def render_rows(
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Document],
+    *,
+    header: bool = True,
+    widths: list[int] | None = None,
+) -> str:
+    """Rows as a plain-text table, one column per (heading, key); "" for no rows.
+
+    ``widths``, if given, carries the column widths from one call to the next (each column
+    at least as wide as it was, and as its heading), so that rows printed batch by batch, as
+    ``flows --follow`` does, line up under the first batch's header.
+    """
+    if not rows:
+        return ""
+    picked: list[Column] = [(heading, _field(key)) for heading, key in columns]
+    if widths is not None:
+        cells = [[heading, *(_cell(value(row)) for row in rows)] for heading, value in picked]
+        seen = [max(len(text) for text in column) for column in cells]
+        widths[:] = [max(pair) for pair in zip(seen, widths or seen, strict=True)]
+    return render_text(_table(picked, rows, header=header, min_widths=widths or ()))
 
 
 def resource_table(kind: str, documents: Sequence[Document]) -> Table:

@@ -208,6 +208,14 @@ class AdminClient:
             body["gateways"] = gateways
         return self._call("POST", "/v1/link", body=body, is_link=True)
 
+    def flows(self, *, after: int = 0, limit: int | None = None) -> Document:
+        """Recent tunnel records after id ``after`` (``GET /v1/flows``): ``items`` oldest
+        first, ``open`` (how many tunnels are open) and ``last`` (the id to ask after next)."""
+        params = {"after": str(after)}
+        if limit is not None:
+            params["limit"] = str(limit)
+        return self._call("GET", "/v1/flows", params=params)
+
     # Defined last: inside the class body, later annotations would see this method as `list`.
     def list(self, kind: str, namespace: str | None = None) -> list[Document]:
         """Every resource of ``kind`` in ``namespace``, or in all namespaces if None."""

@@ -36,6 +36,7 @@ from clusterlink import __version__
 from clusterlink.addresses import format_address
 from clusterlink.api import Import, ImportStatus, Peer, Resource, ResourceKey, to_dict, with_status
 from clusterlink.certs import admin_peer_of, peer_name_of
+from clusterlink.controlplane.admin_flows import FlowRoutes
 from clusterlink.controlplane.admin_input import (
     parse_close_tunnels,
     parse_documents_body,
@@ -120,6 +121,7 @@ class AdminServer:
         gateway_info: Callable[[], Mapping[str, Any]],
         close_revoked_tunnels: Callable[[], int],
         links: LinkRoutes,
+        flows: FlowRoutes,
         handshake_timeout_s: float = 5.0,
     ) -> None:
         self.local_name = local_name
@@ -147,6 +149,7 @@ class AdminServer:
                 web.delete("/v1/resources/{kind}/{name}", self.delete),
                 web.get("/v1/openapi.json", self.openapi),
                 *links.routes(),
+                *flows.routes(),
             ]
         )
 

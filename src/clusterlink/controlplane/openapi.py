@@ -31,6 +31,20 @@ from clusterlink.api import KINDS, plural
 from clusterlink.api.names import NamespaceName, ResourceName
 from clusterlink.controlplane.admin_input import BODY_FIELDS
 from clusterlink.controlplane.admin_links import InviteBody, LinkBody
+from clusterlink.controlplane.openapi_parts import (
+    NULLABLE_STRING,
+    REF,
+    STRING,
+    closed,
+    json_content,
+    ref,
+    responses,
+)
+from clusterlink.controlplane.openapi_routes import (
+    flow_schemas,
+    link_and_flow_paths,
+    link_schemas,
+)
 from clusterlink.errors import LinkRefused
 
 __all__ = ["ERROR_REASONS", "openapi_document"]
@@ -51,49 +65,6 @@ ERROR_REASONS: Final = (
 
 _OUTCOMES = ("created", "configured", "unchanged", "deleted")
 _LABEL_NAME = "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"  # api.names: at most 63
-_REF = "#/components/schemas/{model}"
-_STRING = {"type": "string"}
-_NULLABLE_STRING = {"type": ["string", "null"]}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF.format(model=name)}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _closed(properties: dict[str, Any], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    schema: dict[str, Any] = {
-        "type": "object",
-        "properties": properties,
-        "additionalProperties": False,
-    }
-    if required:
-        schema["required"] = list(required)
-    return schema
-
-
-_ERROR_STATUSES = {
-    400: "the request is malformed (body, query parameter or name); `field` names the part",
-    403: "the client certificate is not this peer's admin certificate",
-    404: "no such resource, kind or route",
-    409: "the change contradicts the current state (e.g. an Import's port is in use)",
-    413: "the request body is larger than the gateway accepts",
-    422: "a document is invalid; `field` is its path in the body (`documents[1].spec.port`)",
-    500: "a bug in the gateway; its log has the details",
-    502: "the inviting peer could not be reached (`unreachable`); nothing was changed",
-    503: "the state store cannot be read or written (disk full, read-only)",
-}
-
-
-def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
-    """``ok`` as 200, plus the error statuses of this route (every route may answer 403 and
-    500; every route that reads or writes the store, 503)."""
-    codes = sorted({403, 500, *statuses})
-    errors = {str(code): _json(_ref("Error"), _ERROR_STATUSES[code]) for code in codes}
-    return {"200": ok, **errors}
 
 
 def _label_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -122,7 +93,7 @@ def _document_schemas() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Literal["validation"]]] = [
         (model, "validation") for model in bodies
     ]
-    _, defs = models_json_schema(models, by_alias=True, ref_template=_REF)
+    _, defs = models_json_schema(models, by_alias=True, ref_template=REF)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     for model in KINDS.values():
         schema = schemas[model.__name__]
@@ -158,12 +129,12 @@ def _string_schema(annotation: Any) -> dict[str, Any]:
 
 def _envelopes() -> dict[str, Any]:
     kinds = list(KINDS)
-    any_document = {"oneOf": [_ref(kind) for kind in kinds]}
-    result = _closed(
+    any_document = {"oneOf": [ref(kind) for kind in kinds]}
+    result = closed(
         {
             "kind": {"type": "string", "enum": kinds},
-            "namespace": _STRING,
-            "name": _STRING,
+            "namespace": STRING,
+            "name": STRING,
             "outcome": {"type": "string", "enum": [*_OUTCOMES]},
         },
         required=("kind", "namespace", "name", "outcome"),
@@ -173,14 +144,14 @@ def _envelopes() -> dict[str, Any]:
         "type": "object",
         "required": ["name", "fabric", "version", "labels", "listen", "admin", "importHost"],
         "properties": {
-            "name": _STRING,
-            "fabric": _STRING,
-            "version": _STRING,
-            "labels": {"type": "object", "additionalProperties": _STRING},
+            "name": STRING,
+            "fabric": STRING,
+            "version": STRING,
+            "labels": {"type": "object", "additionalProperties": STRING},
             "listen": address,
             "admin": address,
             "metrics": {"type": ["string", "null"], "description": "host:port, or null"},
-            "importHost": _STRING,
+            "importHost": STRING,
             "uptimeS": {"type": "number", "minimum": 0},
         },
     }
@@ -188,41 +159,41 @@ def _envelopes() -> dict[str, Any]:
         "type": "object",
         "required": ["name", "gateways"],
         "properties": {
-            "name": _STRING,
+            "name": STRING,
             "gateways": {"type": "array", "items": address},
             "reachable": {"type": ["boolean", "null"]},
             "peered": {"type": ["boolean", "null"]},
-            "reason": _NULLABLE_STRING,
-            "lastSeen": _NULLABLE_STRING,
+            "reason": NULLABLE_STRING,
+            "lastSeen": NULLABLE_STRING,
             "rttMs": {"type": ["number", "null"]},
-            "labels": {"type": "object", "additionalProperties": _STRING},
+            "labels": {"type": "object", "additionalProperties": STRING},
         },
     }
-    export = _closed(
-        {"namespace": _STRING, "name": _STRING, "host": _STRING, "port": {"type": "integer"}},
+    export = closed(
+        {"namespace": STRING, "name": STRING, "host": STRING, "port": {"type": "integer"}},
         required=("namespace", "name", "host", "port"),
     )
-    import_ = _closed(
+    import_ = closed(
         {
-            "namespace": _STRING,
-            "name": _STRING,
+            "namespace": STRING,
+            "name": STRING,
             "port": {"type": "integer"},
-            "listen": _NULLABLE_STRING,
-            "lbScheme": _STRING,
-            "sources": {"type": "array", "items": _ref("ImportSource")},
+            "listen": NULLABLE_STRING,
+            "lbScheme": STRING,
+            "sources": {"type": "array", "items": ref("ImportSource")},
         },
         required=("namespace", "name", "port", "listen", "lbScheme", "sources"),
     )
     return {
         "AnyDocument": any_document,
-        "Documents": _closed(
-            {field: {"type": "array", "items": _ref("AnyDocument")} for field in BODY_FIELDS},
+        "Documents": closed(
+            {field: {"type": "array", "items": ref("AnyDocument")} for field in BODY_FIELDS},
             required=BODY_FIELDS,
         ),
-        "Items": _closed(
-            {"items": {"type": "array", "items": _ref("AnyDocument")}}, required=("items",)
+        "Items": closed(
+            {"items": {"type": "array", "items": ref("AnyDocument")}}, required=("items",)
         ),
-        "Results": _closed(
+        "Results": closed(
             {
                 "results": {"type": "array", "items": result},
                 "tunnelsClosed": {
@@ -233,7 +204,7 @@ def _envelopes() -> dict[str, Any]:
             },
             required=("results",),
         ),
-        "Status": _closed(
+        "Status": closed(
             {
                 "gateway": gateway,
                 "peers": {"type": "array", "items": peer},
@@ -242,46 +213,15 @@ def _envelopes() -> dict[str, Any]:
             },
             required=("gateway", "peers", "exports", "imports"),
         ),
-        "Error": _closed(
+        "Error": closed(
             {
                 "reason": {"type": "string", "enum": list(ERROR_REASONS)},
-                "message": _STRING,
-                "field": _STRING,
+                "message": STRING,
+                "field": STRING,
             },
             required=("reason", "message"),
         ),
-        **_link_envelopes(address),
-    }
-
-
-def _link_envelopes(address: dict[str, Any]) -> dict[str, Any]:
-    """The answers of ``POST /v1/invitations`` and ``POST /v1/link``."""
-    labels = {"type": "object", "additionalProperties": _STRING}
-    outcome = {"type": "string", "enum": ["created", "configured", "unchanged"]}
-    gateways = {"type": "array", "items": address, "minItems": 1}
-    side = {"name": _STRING, "gateways": gateways, "labels": labels}
-    return {
-        "Invitation": _closed(
-            {
-                "id": _STRING,
-                "token": {"type": "string", "description": "holds a secret: hand it privately"},
-                "peer": _STRING,
-                "expiresAt": {"type": "string", "description": "ISO-8601, UTC"},
-                "uses": {"type": "integer", "minimum": 1},
-                "gateways": gateways,
-            },
-            required=("id", "token", "peer", "expiresAt", "uses", "gateways"),
-        ),
-        "Link": _closed(
-            {
-                "outcome": outcome,
-                "peer": _closed(side, required=("name", "gateways", "labels")),
-                "remote": _closed(
-                    {**side, "outcome": outcome}, required=("name", "gateways", "labels", "outcome")
-                ),
-            },
-            required=("outcome", "peer", "remote"),
-        ),
+        **link_schemas(address),
     }
 
 
@@ -317,10 +257,6 @@ def _parameters() -> dict[str, Any]:
     }
 
 
-def _body(model: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
-
-
 @cache
 def openapi_document(version: str) -> dict[str, Any]:
     def parameter(name: str) -> dict[str, str]:
@@ -328,10 +264,10 @@ def openapi_document(version: str) -> dict[str, Any]:
 
     documents_body = {
         "required": True,
-        "content": {"application/json": {"schema": _ref("Documents")}},
+        "content": {"application/json": {"schema": ref("Documents")}},
     }
-    results = _json(_ref("Results"), "what was done, one result per resource")
-    document = _json(_ref("AnyDocument"), "the document, with its status")
+    results = json_content(ref("Results"), "what was done, one result per resource")
+    document = json_content(ref("AnyDocument"), "the document, with its status")
     return {
         "openapi": "3.1.0",
         "info": {
@@ -344,8 +280,8 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/status": {
                 "get": {
                     "operationId": "status",
-                    "responses": _responses(
-                        _json(_ref("Status"), "the gateway, its peers, exports and imports"),
+                    "responses": responses(
+                        json_content(ref("Status"), "the gateway, its peers, exports and imports"),
                         503,
                     ),
                 }
@@ -356,7 +292,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "description": "Create or update every document, all or nothing.",
                     "parameters": [parameter("closeTunnels")],
                     "requestBody": documents_body,
-                    "responses": _responses(results, 400, 409, 413, 422, 503),
+                    "responses": responses(results, 400, 409, 413, 422, 503),
                 }
             },
             "/v1/delete": {
@@ -365,15 +301,18 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "description": "Delete what the documents name, all or nothing.",
                     "parameters": [parameter("closeTunnels")],
                     "requestBody": documents_body,
-                    "responses": _responses(results, 400, 404, 413, 422, 503),
+                    "responses": responses(results, 400, 404, 413, 422, 503),
                 }
             },
             "/v1/resources/{kind}": {
                 "get": {
                     "operationId": "list",
                     "parameters": [parameter("kind"), parameter("namespace")],
-                    "responses": _responses(
-                        _json(_ref("Items"), "the documents, with their status"), 400, 404, 503
+                    "responses": responses(
+                        json_content(ref("Items"), "the documents, with their status"),
+                        400,
+                        404,
+                        503,
                     ),
                 }
             },
@@ -381,7 +320,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "get": {
                     "operationId": "get",
                     "parameters": [parameter("kind"), parameter("name"), parameter("namespace")],
-                    "responses": _responses(document, 400, 404, 503),
+                    "responses": responses(document, 400, 404, 503),
                 },
                 "delete": {
                     "operationId": "delete",
@@ -391,50 +330,21 @@ def openapi_document(version: str) -> dict[str, Any]:
                         parameter("namespace"),
                         parameter("closeTunnels"),
                     ],
-                    "responses": _responses(results, 400, 404, 503),
+                    "responses": responses(results, 400, 404, 503),
                 },
             },
-            "/v1/invitations": {
-                "post": {
-                    "operationId": "invite",
-                    "description": "A one-time token inviting a peer to link with this gateway.",
-                    "requestBody": _body("InviteBody"),
-                    "responses": _responses(
-                        _json(_ref("Invitation"), "the invitation and its token"),
-                        400,
-                        409,
-                        413,
-                        503,
-                    ),
-                }
-            },
-            "/v1/link": {
-                "post": {
-                    "operationId": "link",
-                    "description": "Present a token to the peer that issued it; then each side "
-                    "has the other's Peer. Refusals change nothing on either side.",
-                    "requestBody": _body("LinkBody"),
-                    "responses": _responses(
-                        _json(_ref("Link"), "the Peers made on both sides"),
-                        400,
-                        409,
-                        413,
-                        502,
-                        503,
-                    ),
-                }
-            },
+            **link_and_flow_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "openapi",
-                    "responses": _responses(
-                        _json({"type": "object"}, "this description of the admin API")
+                    "responses": responses(
+                        json_content({"type": "object"}, "this description of the admin API")
                     ),
                 }
             },
         },
         "components": {
-            "schemas": {**_document_schemas(), **_envelopes()},
+            "schemas": {**_document_schemas(), **_envelopes(), **flow_schemas()},
             "parameters": _parameters(),
             "securitySchemes": {
                 "adminCertificate": {

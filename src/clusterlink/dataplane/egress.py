@@ -45,8 +45,10 @@ from clusterlink.dataplane.connector import PeerConnector
 from clusterlink.dataplane.limits import Limit, Limits, Slots
 from clusterlink.dataplane.tunnels import TunnelInfo, TunnelRegistry
 from clusterlink.errors import ClusterLinkError, PeerUnreachable, TunnelRefused
+from clusterlink.flows import FlowRecord
 from clusterlink.ids import NamespacedName, PeerName
 from clusterlink.metrics import GatewayMetrics
+from clusterlink.policy import Decision
 from clusterlink.protocol import ExportRef
 from clusterlink.transport.mux import StreamTransport
 
@@ -101,6 +103,7 @@ class _Failure:
     source: ImportSource
     outcome: Outcome
     reason: str
+    policy: str = ""  # the policy that denied it, where ours did
 
 
 @dataclass(slots=True)
@@ -165,7 +168,7 @@ class Egress:
             opened = await self._attempt(walk, source)
             if opened is None:
                 continue
-            tunnel, early, decision_text = opened
+            tunnel, early, decision = opened
             if client.is_lost:
                 tunnel.abort()
                 self.limits.peer_tunnels.give_back(source.peer)
@@ -174,7 +177,19 @@ class Egress:
                 return
             mode = "mux" if isinstance(tunnel, StreamTransport) else "basic"
             target = describe(source)
-            log.info("egress allowed %s source=%s mode=%s: %s", what, target, mode, decision_text)
+            log.info("egress allowed %s source=%s mode=%s: %s", what, target, mode, decision)
+            setup_s = asyncio.get_running_loop().time() - client.accepted_at
+            flow = self.tunnels.flows.add(
+                FlowRecord(
+                    direction="egress",
+                    resource=str(key),
+                    peer=source.peer,
+                    client=format_peername(peername),
+                    decision="allowed",
+                    policy=decision.decided_by,
+                    setup_s=round(setup_s, 6),
+                )
+            )
             relay = self.tunnels.open(
                 transport,
                 tunnel,
@@ -187,13 +202,12 @@ class Egress:
                     still_allowed=partial(
                         _allows, key=key, source=source, src=src, peers=self.peers
                     ),
+                    flow=flow,
                 ),
             )
             relay.start(to_client=early)
             self._count(key, source.peer, "allowed")
-            self.metrics.setup_seconds.labels("egress").observe(
-                asyncio.get_running_loop().time() - client.accepted_at
-            )
+            self.metrics.setup_seconds.labels("egress").observe(setup_s)
             return
         failures = walk.failures
         reasons = "; ".join(f"{describe(f.source)}: {f.reason}" for f in failures)
@@ -201,13 +215,24 @@ class Egress:
         only_denials = bool(failures) and all(f.outcome is Outcome.DENIED for f in failures)
         last_peer = failures[-1].source.peer if failures else ""
         self._count(key, last_peer, "denied" if only_denials else "failed")
+        self.tunnels.flows.add(
+            FlowRecord(
+                direction="egress",
+                resource=str(key),
+                peer=last_peer,
+                client=format_peername(peername),
+                decision="denied" if only_denials else "failed",
+                policy=next((f.policy for f in failures if f.policy), ""),
+                reason=reasons or "the import has no source",
+            )
+        )
         await client.reset_when_heard(self.refuse_grace_s)
 
     async def _attempt(
         self, walk: _Connection, source: ImportSource
-    ) -> tuple[asyncio.Transport, bytes, str] | None:
-        """Try one source: the tunnel, the bytes behind its 200 and the egress decision in
-        words; or None, with the failure logged, counted and added to ``walk.failures``."""
+    ) -> tuple[asyncio.Transport, bytes, Decision] | None:
+        """Try one source: the tunnel, the bytes behind its 200 and the egress decision; or
+        None, with the failure logged, counted and added to ``walk.failures``."""
         snapshot, imp = walk.snapshot, walk.imp
         peer = snapshot.peers.get(source.peer)
         if peer is None:
@@ -218,7 +243,8 @@ class Egress:
         decision = egress_decision(snapshot, imp, source, walk.src, labels)
         self.metrics.decisions.labels("egress", decision.action.value, decision.decided_by).inc()
         if not decision.is_allowed:
-            self._failed(walk, _Failure(source, Outcome.DENIED, str(decision)))
+            failure = _Failure(source, Outcome.DENIED, str(decision), decision.decided_by)
+            self._failed(walk, failure)
             return None
         ref = ExportRef(source.export_namespace, source.export_name)
         try:
@@ -233,7 +259,7 @@ class Egress:
             self._failed(walk, _Failure(source, outcome, str(exc)))
             return None
         self._count_attempt(imp, source.peer, Outcome.ALLOWED)
-        return tunnel, early, str(decision)
+        return tunnel, early, decision
 
     def _failed(self, walk: _Connection, failure: _Failure) -> None:
         """Log and count a failed attempt; the walk goes on with the next source."""

@@ -34,6 +34,7 @@ from clusterlink.dataplane.relay import Parked
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelInfo, TunnelRegistry
 from clusterlink.errors import ClusterLinkError, ValidationError
+from clusterlink.flows import FlowRecord
 from clusterlink.ids import PeerName
 from clusterlink.log_throttle import LogThrottle
 from clusterlink.metrics import GatewayMetrics
@@ -70,6 +71,7 @@ class OpenedTunnel:
     request: ConnectRequest
     what: str  # "peer=... export=... client=..."
     started: float  # loop time the request arrived
+    policy: str  # the ingress policy that allowed it
 
 
 class Ingress:
@@ -107,8 +109,21 @@ class Ingress:
         resource = str(ref)
         what = f"peer={caller} export={ref} client={request.attributes.get(CLIENT_IP, '?')}"
 
-        def refused(outcome: str, verdict: Verdict) -> Verdict:
+        client = request.attributes.get(CLIENT_IP, "?")
+
+        def refused(outcome: str, verdict: Verdict, policy: str = "") -> Verdict:
             metrics.connections.labels("ingress", resource, caller, outcome).inc()
+            self.tunnels.flows.add(
+                FlowRecord(
+                    direction="ingress",
+                    resource=resource,
+                    peer=caller,
+                    client=client,
+                    decision="denied" if verdict.status == 403 else "failed",
+                    policy=policy,
+                    reason=verdict.message or verdict.reason,
+                )
+            )
             return verdict
 
         if caller not in snapshot.peers:
@@ -124,7 +139,7 @@ class Ingress:
         if not decision.is_allowed:
             self._log(caller, "ingress denied %s: %s", what, decision)
             message = f"denied by the ingress policy of peer {self.local.name}"
-            return refused("denied", Verdict.denied(message))
+            return refused("denied", Verdict.denied(message), decision.decided_by)
         peer_tunnels = self.limits.peer_tunnels
         if not peer_tunnels.take(caller):
             message = (
@@ -156,7 +171,7 @@ class Ingress:
             peer_tunnels.give_back(caller)
             raise
         log.info("ingress allowed %s service=%s: %s", what, format_address(service_addr), decision)
-        return OpenedTunnel(service, caller, request, what, started)
+        return OpenedTunnel(service, caller, request, what, started, decision.decided_by)
 
     def abandon(self, opened: OpenedTunnel) -> None:
         """An opened tunnel whose caller left before it could be answered."""
@@ -169,6 +184,18 @@ class Ingress:
         right behind its request), and count it."""
         caller, request = opened.caller, opened.request
         resource = str(request.export)
+        elapsed = asyncio.get_running_loop().time() - opened.started
+        flow = self.tunnels.flows.add(
+            FlowRecord(
+                direction="ingress",
+                resource=resource,
+                peer=caller,
+                client=request.attributes.get(CLIENT_IP, "?"),
+                decision="allowed",
+                policy=opened.policy,
+                setup_s=round(elapsed, 6),
+            )
+        )
         info = TunnelInfo(
             direction="ingress",
             resource=resource,
@@ -178,10 +205,10 @@ class Ingress:
             still_allowed=lambda snapshot: self._allows(
                 snapshot, caller, request.export, request.attributes
             ),
+            flow=flow,
         )
         self.tunnels.open(tunnel, opened.service, info).start(to_service=early)
         self.metrics.connections.labels("ingress", resource, caller, "allowed").inc()
-        elapsed = asyncio.get_running_loop().time() - opened.started
         self.metrics.setup_seconds.labels("ingress").observe(elapsed)
 
     # -- multiplexed mode: every OPEN of a connection is a request ----------------------------

@@ -25,6 +25,7 @@ from typing import Literal
 from clusterlink.controlplane.catalog import Catalog, Snapshot
 from clusterlink.dataplane.limits import Limit
 from clusterlink.dataplane.relay import Relay, RelayResult
+from clusterlink.flows import FlowLog, FlowRecord
 from clusterlink.metrics import GatewayMetrics, TunnelSample
 
 __all__ = ["TunnelInfo", "TunnelRegistry"]
@@ -46,10 +47,19 @@ class TunnelInfo:
     what: str  # the log lines' subject: "import=... client=... source=..." or "peer=..."
     release: Callable[[], None]  # gives back the slots the tunnel holds
     still_allowed: Callable[[Snapshot], bool]  # would the current resources open it now?
+    flow: FlowRecord | None = None  # its record in the flow log, finished when it ends
 
 
 class TunnelRegistry:
-    def __init__(self, *, idle_timeout_s: float, metrics: GatewayMetrics, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        *,
+        idle_timeout_s: float,
+        metrics: GatewayMetrics,
+        catalog: Catalog,
+        flows: FlowLog | None = None,
+    ) -> None:
+        self.flows = flows or FlowLog()
         # Each open relay with the check that says whether the current resources still
         # allow it (run only on request, see ``close_revoked``).
         self._relays: dict[Relay, Callable[[Snapshot], bool]] = {}
@@ -75,13 +85,22 @@ class TunnelRegistry:
             self.n_closed += 1
             info.release()
             self._metrics.tunnel_closed(labels, result.bytes_up, result.bytes_down)
+            duration_s = asyncio.get_running_loop().time() - started
+            if info.flow is not None:
+                info.flow.finish(
+                    bytes_up=result.bytes_up,
+                    bytes_down=result.bytes_down,
+                    duration_s=duration_s,
+                    reason=result.error or "",
+                )
+                self.flows.finished(info.flow)
             _LOGS[info.direction].info(
                 "%s closed %s bytes_up=%d bytes_down=%d duration_s=%.3f%s",
                 info.direction,
                 info.what,
                 result.bytes_up,
                 result.bytes_down,
-                asyncio.get_running_loop().time() - started,
+                duration_s,
                 f" error={result.error!r}" if result.error else "",
             )
 
