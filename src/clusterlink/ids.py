@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final, NewType
+from typing import Final, Literal, NewType, get_args
 
 __all__ = [
     "DNS_LABEL",
     "DNS_LABEL_MAX",
     "DNS_SUBDOMAIN",
     "DNS_SUBDOMAIN_MAX",
+    "SERVICE_PROTOCOLS",
     "NamespacedName",
     "PeerName",
+    "ServiceProtocol",
     "is_dns_label",
     "is_dns_subdomain",
 ]
@@ -31,6 +33,13 @@ __all__ = [
 # A peer's name is the DNS name in its certificate. Resource names share the syntax, which is
 # exactly why a distinct type matters.
 PeerName = NewType("PeerName", str)
+
+# The transport protocol of an exported or imported service, as Kubernetes writes it (a
+# Service port's ``protocol``). Here and not in ``api`` because the resource models, the wire
+# protocol's tunnel requests and the data plane all name it, and the first two import nothing
+# of each other. Absent anywhere (a document, a request of an older gateway) means TCP.
+ServiceProtocol = Literal["TCP", "UDP"]
+SERVICE_PROTOCOLS: Final[tuple[ServiceProtocol, ...]] = get_args(ServiceProtocol)
 
 # DNS-1123, exactly as the Kubernetes API server checks it: a label is a-z, 0-9 and '-',
 # starting and ending with a letter or digit, at most 63 characters; a subdomain is
