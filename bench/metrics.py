@@ -1,7 +1,7 @@
-"""The rows of the report and the targets of issue 5, as data; pure functions over results.
+"""The rows of the report and the performance targets, as data; pure functions over results.
 
 A ``Metric`` says where one number lives in a setup's results (workload and field path) and
-how to show it. A ``Target`` is one line of the issue's "Targets" table: clusterlink's value
+how to show it. A ``Target`` is one line of the performance targets table: clusterlink's value
 against stunnel's in the same run and topology (``min_ratio`` / ``max_ratio``) or against a
 fixed bound (``max_value``). Judging is a pure function so that it can be tested with numbers
 made up on the spot, and so the table, the JSON and the chart agree on every verdict.

@@ -1,6 +1,6 @@
 """What one run measures, decided once from the command line.
 
-The defaults give each measuring workload a few seconds (the issue's "short duration") and
+The defaults give each measuring workload a few seconds (a short duration) and
 open 5,000 idle tunnels; ``--quick`` shortens both for a first look. Throughput runs take
 whole seconds because iperf3 does. Warm-up is part of each workload (samples from it are not
 counted) and scales with the duration, capped at one second.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import random
 import ssl
 import weakref
@@ -49,6 +48,7 @@ from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.ids import PeerName
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.protocol import ALPN_PROTOCOL, Health
+from clusterlink.transport.dial import dial_tls
 from clusterlink.transport.tls import TLSLayer
 
 WAIT_S = 10.0
@@ -174,6 +174,11 @@ class Endpoint(asyncio.Protocol):
     def is_write_paused(self) -> bool:
         return not self._can_write.is_set()
 
+    @property
+    def is_held(self) -> bool:
+        """Made with ``paused=True`` and not released yet."""
+        return self._is_held
+
     def release(self) -> None:
         """Start reading (after ``paused=True``)."""
         self._is_held = False
@@ -248,6 +253,22 @@ async def connect_tls(
     return layer
 
 
+async def dial_b(
+    port: int, app: asyncio.Protocol, context: ssl.SSLContext, *, what: str
+) -> TLSLayer:
+    """``dial_tls`` to gateway "b" at ``port``, as a gateway dials a peer: handshaken, and
+    the certificate checked to be b's."""
+    return await dial_tls(
+        (LOCALHOST, port),
+        app,
+        context=context,
+        server_name="b",
+        connect_timeout_s=WAIT_S,
+        handshake_timeout_s=WAIT_S,
+        what=what,
+    )
+
+
 def tls_server_factory(
     context: ssl.SSLContext, app: Callable[[], asyncio.Protocol], layers: list[TLSLayer]
 ) -> Callable[[], TLSLayer]:
@@ -269,16 +290,6 @@ def is_reset(exc: BaseException | None) -> bool:
 def pattern(n: int, seed: int) -> bytes:
     """``n`` bytes that are not periodic at any small offset, so a lost or repeated chunk shows."""
     return random.Random(seed).randbytes(n)
-
-
-def run_without_cycle_collector(run: Run, scenario: Coroutine[Any, Any, None]) -> None:
-    """``run(scenario)`` with Python's cycle collector off: what the scenario frees, reference
-    counting freed."""
-    gc.disable()
-    try:
-        run(scenario)
-    finally:
-        gc.enable()
 
 
 async def close_both(*ends: Endpoint) -> None:

@@ -17,15 +17,14 @@ import pytest
 
 from clusterlink.dataplane.relay import reset
 from clusterlink.errors import PeerUnreachable
-from clusterlink.transport.dial import dial_tls
 from clusterlink.transport.pool import WarmPool
 from clusterlink.transport.tls import TLSLayer
 from tests.component._net import (
-    LOCALHOST,
     WAIT_S,
     Endpoint,
     Fabric,
     Run,
+    dial_b,
     fabric_fixture,  # noqa: F401 -- a fixture, requested by name
     listen,
     run_fixture,  # noqa: F401 -- a fixture, requested by name
@@ -79,15 +78,7 @@ class Gateway:
 
     async def dial(self, app: asyncio.Protocol) -> TLSLayer:
         """What the connector gives its pools: dial b and verify it is b."""
-        return await dial_tls(
-            (LOCALHOST, self.port),
-            app,
-            context=self.fabric.client(),
-            server_name="b",
-            connect_timeout_s=WAIT_S,
-            handshake_timeout_s=WAIT_S,
-            what="peer b gateway",
-        )
+        return await dial_b(self.port, app, self.fabric.client(), what="peer b gateway")
 
     async def end_of(self, layer: TLSLayer) -> Endpoint:
         """The server's end of the connection ``layer`` is the client's end of (in TLS 1.3

@@ -1,6 +1,6 @@
 """Sustained, checked load through two real gateways, and what it leaves behind in them.
 
-One soak (issue 6, item 6), two sizes: ``tests/soak/`` runs it long (200 tunnels, 2 minutes,
+One soak, two sizes: ``tests/soak/`` runs it long (200 tunnels, 2 minutes,
 not in the default suite) and ``test_soak_smoke.py`` short (so the code cannot rot unseen).
 
 The load: ``tunnels`` client workers, each opening a tunnel through the source gateway's

@@ -1,4 +1,4 @@
-"""Malformed and invalid admin requests get a clear 4xx JSON answer, never a 500 (issue 6).
+"""Malformed and invalid admin requests get a clear 4xx JSON answer, never a 500.
 
 The request's own shape (body, query, a name no resource can have) is a ``400`` naming the
 part; an invalid document is a ``422`` whose ``field`` is its path in the body; unknown routes

@@ -1,4 +1,4 @@
-"""A fabric rotates its CA with an overlap, end to end, on running gateways (issue 6 item 4).
+"""A fabric rotates its CA with an overlap, end to end, on running gateways.
 
 The runbook of docs/certificates.md, step by step, with the product's own commands: a new CA
 (``create fabric --rotate``), trusted by every peer besides the old one (``rotate ca-bundle

@@ -1,4 +1,4 @@
-"""Faults on the data path (issue 6, item 5): the exported service refusing or resetting, and
+"""Faults on the data path: the exported service refusing or resetting, and
 the target gateway dying in the middle of a transfer.
 
 Each fault must give a clear error (a log line that names what failed; the client's

@@ -1,4 +1,4 @@
-"""Faults of the state store (issue 6, item 5): the disk full, or the state file, its journal
+"""Faults of the state store: the disk full, or the state file, its journal
 or its directory read-only, when a user applies or deletes resources.
 
 What a user must see: ``apply``/``delete`` exits 1 with one line that says what is wrong

@@ -1,4 +1,4 @@
-"""Hostile input on the peer listener (issue 6, item 1), against real gateways.
+"""Hostile input on the peer listener, against real gateways.
 
 Gateway ``b`` faces callers that send garbage instead of TLS, stall their handshake, trickle
 a request head, send oversized or unknown requests, break the mux framing, storm it with

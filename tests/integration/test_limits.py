@@ -1,4 +1,4 @@
-"""Limits (issue 6, item 3), against real gateways started with small ones.
+"""Limits, against real gateways started with small ones.
 
 Each limit is filled for real -- stalled handshakes, idle TLS connections, held tunnels --
 and the next comer must be refused the least surprising way (a TCP accept: reset at once; a

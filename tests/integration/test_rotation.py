@@ -1,4 +1,4 @@
-"""Certificate rotation on running gateways (issue 6 item 4), in both tunnel modes.
+"""Certificate rotation on running gateways, in both tunnel modes.
 
 What a user sees: replacing a gateway's certificate and key (``clusterlink rotate peer-cert``)
 needs no restart; open tunnels keep flowing, new connections get the new certificate (its

@@ -1,4 +1,4 @@
-"""The soak in small (issue 6, item 6): 50 tunnels busy for 10 seconds, every byte checked,
+"""The soak in small: 50 tunnels busy for 10 seconds, every byte checked,
 file descriptors and memory back afterwards; so that the soak's code runs in the default
 suite and cannot rot. The full soak: ``.venv/bin/pytest -m soak tests/soak``.
 """

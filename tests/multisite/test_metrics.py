@@ -1,4 +1,4 @@
-"""Prometheus metrics on ``--metrics-listen`` (issue 4 §6), read after real traffic between
+"""Prometheus metrics on ``--metrics-listen``, read after real traffic between
 sites: connections, authorization decisions, bytes, set-up latency, peer reachability."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bounded soak (issue 6, item 6): 200 concurrent tunnels kept busy for 2 minutes through two
+"""Bounded soak: 200 concurrent tunnels kept busy for 2 minutes through two
 real gateways, every byte checked both ways, then the gateways' file descriptors and memory
 back at their level before the load.
 
