@@ -23,12 +23,9 @@ import json
 import logging
 import os
 import signal
-import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, Protocol
 
 from clusterlink import __version__
@@ -36,9 +33,6 @@ from clusterlink.addresses import format_address, parse_address
 from clusterlink.certs import (
     CredentialReloader,
     PeerDir,
-    admin_server_context,
-    peer_client_context,
-    peer_server_context,
 )
 from clusterlink.controlplane.admin import AdminServer
 from clusterlink.controlplane.admin_flows import FlowRoutes
@@ -55,20 +49,22 @@ from clusterlink.dataplane.egress import Egress
 from clusterlink.dataplane.import_listener import ImportListeners
 from clusterlink.dataplane.ingress import Ingress, export_address
 from clusterlink.dataplane.limits import Limits
-from clusterlink.dataplane.peer_listener import PEER_ALPN, PeerListener
+from clusterlink.dataplane.peer_listener import PeerListener
+from clusterlink.dataplane.reverse_dialer import KeepAlive, ReverseDialer
+from clusterlink.dataplane.reverse_links import ReverseLinks
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelRegistry
 from clusterlink.errors import ClusterLinkError
 from clusterlink.file_limit import raise_file_limit
 from clusterlink.flows import FlowLog
+from clusterlink.gateway_config import GatewayConfig, TLSContexts
 from clusterlink.ids import PeerName
 from clusterlink.kube_mode import KubernetesMode, KubernetesSettings
 from clusterlink.logs import setup_logging
 from clusterlink.memory import keep_freed_memory_while_busy, return_free_memory_after_tunnels
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.peer_dir_lock import hold_peer_dir
-from clusterlink.protocol import ALPN_PROTOCOL, Health
-from clusterlink.protocol.mux import MUX_ALPN
+from clusterlink.protocol import Health
 from clusterlink.store import SQLiteStore, Store
 from clusterlink.store.invitations import SQLiteInvitations
 
@@ -81,27 +77,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("clusterlink.gateway")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatewayConfig:
-    """Everything ``clusterlink gateway run`` can set; defaults follow DESIGN §6."""
-
-    peer_dir: Path
-    listen: str = "0.0.0.0:8443"
-    admin_listen: str = "127.0.0.1:8444"
-    import_host: str = "127.0.0.1"
-    metrics_listen: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    state_path: Path | None = None  # default: peer_dir / "state.db"
-    log_level: str = "info"
-    log_format: str = "text"  # text | json
-    dataplane: DataplaneSettings = field(default_factory=DataplaneSettings)
-    health: HealthSettings = field(default_factory=HealthSettings)
-    cert_check_interval_s: float = 5.0  # poll of cert.pem, key.pem, ca.pem; 0: SIGHUP only
-    kubernetes: KubernetesSettings | None = None  # None: standalone, the SQLite store
-    flow_capacity: int = 1000  # tunnel records kept for `flows` and the dashboard
-    flow_log: Path | None = None  # also append every finished record here, as JSON lines
 
 
 def run_gateway(config: GatewayConfig) -> int:
@@ -145,32 +120,13 @@ class _Server(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _TLSContexts:
-    """Every context of one reading of the peer directory; replaced together on a reload."""
-
-    server: ssl.SSLContext  # peer listener
-    client: ssl.SSLContext  # basic-mode tunnels and heartbeats
-    mux_client: ssl.SSLContext  # multiplexed sessions
-    admin: ssl.SSLContext  # admin API
-
-    @classmethod
-    def build(cls, pd: PeerDir) -> _TLSContexts:
-        return cls(
-            server=peer_server_context(pd, PEER_ALPN),
-            client=peer_client_context(pd, [ALPN_PROTOCOL]),
-            mux_client=peer_client_context(pd, [MUX_ALPN]),
-            admin=admin_server_context(pd),
-        )
-
-
 class Gateway:
     """The parts of one gateway and their lifecycle."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self._tls = CredentialReloader(
-            config.peer_dir, _TLSContexts.build, require_admin=config.kubernetes is None
+            config.peer_dir, TLSContexts.build, require_admin=config.kubernetes is None
         )
         self.peer_dir: PeerDir = self._tls.peer_dir
         self.local = LocalPeer(self.peer_dir.name, config.labels)
@@ -196,10 +152,14 @@ class Gateway:
             self._closers.append(kube.close)  # stopped last: the other parts use its store
             store = await kube.open_store()
         catalog = Catalog(store)
+        # Peers that dial in reach us over links they keep (reverse_links); we keep links to
+        # the peers that ask us to dial in (reverse_dialer; they say so in heartbeat answers).
+        links = ReverseLinks(catalog=catalog, local_name=self.local.name)
         connector = PeerConnector(
             context=lambda: self._tls.current.client,
             mux_context=lambda: self._tls.current.mux_client,
             settings=settings,
+            reverse=links,
         )
         health = PeerHealth(
             context=lambda: self._tls.current.client,
@@ -207,6 +167,10 @@ class Gateway:
             local_name=self.local.name,
             on_silent=connector.fail_pending,
             on_change=(lambda _peer, _state: kube.peer_changed()) if kube else None,
+            on_answer=lambda peer, answer: dialer.answered(
+                peer, answer, catalog.snapshot.peers.get(peer)
+            ),
+            ping_link=links.ping,
         )
         metrics = GatewayMetrics(peers=health.samples)
         tunnels = TunnelRegistry(
@@ -276,6 +240,17 @@ class Gateway:
             link=desk.accept,
             settings=settings,
             limits=limits,
+            reverse=links,
+        )
+        dialer = ReverseDialer(
+            context=lambda: self._tls.current.reverse_client,
+            settings=settings,
+            keepalive=KeepAlive(
+                interval_s=config.health.interval_s, misses=config.health.unreachable_after
+            ),
+            serve=ingress.serve_stream,
+            refused=peer_listener.stream_refused,
+            health=partial(self._health_answer, catalog),
         )
         admin = AdminServer(
             local_name=self.local.name,
@@ -290,15 +265,25 @@ class Gateway:
             flows=FlowRoutes(tunnels.flows),
         )
         # Stopped in reverse order: first no new connections, then the tunnels, then state.
-        self._closers += [tunnels.close, connector.close, health.close, imports.close]
+        self._closers += [
+            tunnels.close,
+            connector.close,
+            links.close,
+            dialer.close,
+            health.close,
+            imports.close,
+        ]
         self._retirers = [
             connector.retire_connections,
             health.reconnect,
             peer_listener.drain_inbound,
+            dialer.retire,
         ]
 
         def on_change(old: Snapshot, new: Snapshot) -> None:
             health.sync(new.peers)
+            links.sync()
+            dialer.sync(new.peers)
             for name, peer in old.peers.items():
                 if new.peers.get(name) != peer:
                     connector.forget_peer(name)
@@ -386,10 +371,12 @@ class Gateway:
             retire()
 
     def _health_answer(self, catalog: Catalog, caller: PeerName) -> Health:
-        """Who we are, and whether ``caller`` is one of our Peers (if not, we refuse its
-        tunnels, and it can say so in its status instead of "heartbeat ok")."""
-        peered = caller in catalog.snapshot.peers
-        return Health(self.local.name, self.local.labels, __version__, peered)
+        """Who we are, whether ``caller`` is one of our Peers (if not, we refuse its
+        tunnels, and it can say so in its status instead of "heartbeat ok"), and whether we
+        need it to dial in (it keeps a reverse link to us then)."""
+        peer = catalog.snapshot.peers.get(caller)
+        dials_in = peer is not None and peer.spec.dials_in
+        return Health(self.local.name, self.local.labels, __version__, peer is not None, dials_in)
 
     def info(self) -> Mapping[str, Any]:
         return {

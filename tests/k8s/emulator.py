@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -25,6 +25,7 @@ import jsonschema_rs
 import kmock
 from kmock._internal.rendering import Response  # not re-exported by kmock's package
 
+from clusterlink.api.crds import PEER_GATEWAYS_RULE
 from tests.k8s.apirules import (
     DNS_1035_LABEL,
     DNS_LABEL,
@@ -587,12 +588,26 @@ def _body(request: kmock.Request) -> Any:
         raise error(400, "BadRequest", f"the request body is not JSON: {exc}") from exc
 
 
-# The one shape of CEL rule our CRDs use (``size(self.metadata.name) <= N``). CEL itself cannot
-# run here; a rule of any other shape is a test setup error, not silently passed.
+# The shapes of CEL rule our CRDs use (``size(self.metadata.name) <= N``, and the Peer's rule
+# that it has gateways or dials in). CEL itself cannot run here; a rule of any other shape is a
+# test setup error, not silently passed.
 _NAME_SIZE_RULE = re.compile(r"size\(self\.metadata\.name\)\s*<=\s*(\d+)")
 
 
+def _peer_is_reachable(obj: Obj) -> bool:
+    spec = obj.get("spec") or {}
+    return spec.get("dialsIn") is True or bool(spec.get("gateways"))
+
+
+_WHOLE_RULES: dict[str, Callable[[Obj], bool]] = {
+    PEER_GATEWAYS_RULE["rule"]: _peer_is_reachable,
+}
+
+
 def _holds(rule: str, obj: Obj) -> bool:
+    whole = _WHOLE_RULES.get(rule)
+    if whole is not None:
+        return whole(obj)
     found = _NAME_SIZE_RULE.fullmatch(rule.strip())
     if found is None:
         raise AssertionError(f"the emulated API cannot evaluate the CEL rule {rule!r}")

@@ -258,9 +258,9 @@ def expression(text: str) -> str:
         (replace(PEER, "10.0.0.2", "'10.0.0.2:443'"), "spec.gateways[1].host", "an IP address"),
         (replace(EXPORT, "5432", "-1"), "spec.port", "must be at least 0"),
         (
-            replace(PEER, "gateways: [", "gateways: []\n  x: ["),
+            replace(PEER, "[{host: b.example.com, port: 8443}, {host: 10.0.0.2, port: 443}]", "[]"),
             "spec.gateways",
-            "must not be empty",
+            "must not be empty: a Peer needs at least one gateway, unless it dials in",
         ),
         (replace(PEER, "port: 443", "port: 65536"), "spec.gateways[1].port", "at most 65535"),
         (replace(PEER, "site-b", "x" * 64), "metadata.name", "at most 63 characters each"),

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from clusterlink.api import resource_from_dict, to_dict
+from clusterlink.api.crds import PEER_GATEWAYS_RULE
 from clusterlink.errors import ValidationError
 from tests.unit._kube_schemas import crd_schema, import_name_limit, schema_errors
 
@@ -143,7 +144,6 @@ INVALID = [
     ("action", _changed(5, "spec.action", "permit")),
     ("operator", _changed(6, "spec.from.0.workloadSelector.matchExpressions.0.operator", "Is")),
     ("no-sources", _changed(3, "spec.sources", [])),
-    ("no-gateways", _changed(0, "spec.gateways", [])),
     ("host-with-space", _changed(2, "spec.host", "db shop")),
     ("source-peer", _changed(3, "spec.sources.0.peer", "Server_1")),
     ("unknown-field", _changed(3, "spec.lbSchema", "random")),
@@ -174,6 +174,33 @@ def test_an_import_name_over_63_characters_is_refused_by_the_cel_rule_and_the_mo
         resource_from_dict(doc)
     else:
         with pytest.raises(ValidationError, match="cannot exceed 63"):
+            resource_from_dict(doc)
+
+
+@pytest.mark.parametrize(
+    ("spec", "accepted"),
+    [
+        ({"gateways": []}, False),
+        ({}, False),
+        ({"gateways": [], "dialsIn": False}, False),
+        ({"dialsIn": True}, True),
+        ({"gateways": [], "dialsIn": True}, True),
+        ({"gateways": [{"host": "b.example.com", "port": 443}]}, True),
+    ],
+)
+def test_a_peer_without_gateways_must_dial_in_by_the_cel_rule_and_the_model(
+    spec: dict[str, Any], accepted: bool
+) -> None:
+    doc = _original(0)
+    doc["spec"] = spec
+    (rule,) = crd_schema("Peer")["x-kubernetes-validations"]
+
+    assert rule == PEER_GATEWAYS_RULE  # the rule the emulated API server evaluates
+    assert schema_errors(crd_schema("Peer"), doc) == []  # the schema leaves it to the rule
+    if accepted:
+        resource_from_dict(doc)
+    else:
+        with pytest.raises(ValidationError, match="unless it dials in"):
             resource_from_dict(doc)
 
 

@@ -82,6 +82,15 @@ ALLOWED["kube_mode"] = {
     name for name in ALLOWED if name not in ("cli", "client", "manifests", "dashboard")
 }
 # The process that wires it all may use every package but the command line.
+ALLOWED["gateway_config"] = {
+    "errors",
+    "ids",
+    "certs",
+    "controlplane",
+    "dataplane",
+    "kube_mode",
+    "protocol",
+}
 ALLOWED["gateway"] = {name for name in ALLOWED if name not in ("cli", "client", "dashboard")} | {
     "logs",
     "memory",

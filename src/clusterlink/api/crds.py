@@ -30,12 +30,18 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from clusterlink.api.kinds import KINDS, json_schema, kind_info
-from clusterlink.api.resources import API_VERSION, IMPORT_NAME_MAX, KindName
+from clusterlink.api.resources import (
+    API_VERSION,
+    IMPORT_NAME_MAX,
+    PEER_GATEWAYS_MESSAGE,
+    KindName,
+)
 
 __all__ = [
     "CATEGORY",
     "GROUP",
     "IMPORT_NAME_RULE",
+    "PEER_GATEWAYS_RULE",
     "VERSION",
     "crd",
     "crd_file_name",
@@ -50,6 +56,14 @@ IMPORT_NAME_RULE: Final = {
     "message": (
         f"import name cannot exceed {IMPORT_NAME_MAX} characters (it names a Kubernetes Service)"
     ),
+}
+
+PEER_GATEWAYS_RULE: Final = {
+    "rule": (
+        "(has(self.spec.dialsIn) && self.spec.dialsIn) || "
+        "(has(self.spec.gateways) && size(self.spec.gateways) > 0)"
+    ),
+    "message": PEER_GATEWAYS_MESSAGE,
 }
 
 # JSON-schema keywords that mean the same in Kubernetes' OpenAPI v3 subset, copied as they are.
@@ -196,6 +210,8 @@ def crd(kind: KindName) -> dict[str, Any]:
     schema = {"description": _summary(info.model.__doc__), **schema}
     if kind == "Import":
         schema["x-kubernetes-validations"] = [dict(IMPORT_NAME_RULE)]
+    if kind == "Peer":
+        schema["x-kubernetes-validations"] = [dict(PEER_GATEWAYS_RULE)]
     version: dict[str, Any] = {
         "name": VERSION,
         "served": True,

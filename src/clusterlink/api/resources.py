@@ -39,6 +39,7 @@ from clusterlink.policy import Side, key_problem
 __all__ = [
     "API_VERSION",
     "IMPORT_NAME_MAX",
+    "PEER_GATEWAYS_MESSAGE",
     "UNSUPPORTED_FIELDS",
     "AccessPolicy",
     "AccessPolicySpec",
@@ -74,6 +75,10 @@ API_VERSION: Final = "clusterlink.net/v1alpha1"
 KindName = Literal["Peer", "Export", "Import", "AccessPolicy", "PrivilegedAccessPolicy"]
 LBScheme = Literal["round-robin", "random", "static"]
 Action = Literal["allow", "deny"]
+
+PEER_GATEWAYS_MESSAGE: Final = (
+    "must not be empty: a Peer needs at least one gateway, unless it dials in (spec.dialsIn: true)"
+)
 
 # Fields of the original ClusterLink that we refuse, with what to write instead.
 UNSUPPORTED_FIELDS: Final = {"workloadSets": "not supported; use workloadSelector instead"}
@@ -159,7 +164,22 @@ class Gateway(_Model):
 
 
 class PeerSpec(_Model):
-    gateways: list[Gateway] = Field(min_length=1)
+    """Where the peer's gateways listen; ``dials_in``: the peer cannot be dialled (it is
+    behind NAT or a firewall that lets nothing in), so it dials this gateway and keeps that
+    connection up, and this gateway reaches it only over that connection (a reverse link).
+    Its ``gateways`` may then be empty."""
+
+    gateways: list[Gateway] = Field(default_factory=list)
+    dials_in: bool = False
+
+    @model_validator(mode="after")
+    def _reachable_somehow(self) -> PeerSpec:
+        if not self.gateways and not self.dials_in:  # reported at spec.gateways
+            error = PydanticCustomError("peer_gateways", PEER_GATEWAYS_MESSAGE, {})
+            raise PydanticValidationError.from_exception_data(
+                "PeerSpec", [{"type": error, "loc": ("gateways",), "input": []}]
+            )
+        return self
 
 
 class PeerStatus(_Model):

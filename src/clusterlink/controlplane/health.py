@@ -14,6 +14,10 @@ is *unknown*; its first answer makes it reachable at once (there is nothing to d
 Which of a peer's gateways failed their latest beat is kept as well: connections try the
 others first, so a gateway cut off by the network costs them no connect timeout.
 
+A Peer that dials in (``spec.dialsIn``) cannot be dialled: its heartbeat is a PING over the
+link it dialled (``ping_link``), answered with the same health as ``GET /healthz``; no link
+up is a failed beat, so the same thresholds make it unreachable and reachable again.
+
 Each answer also brings the peer's labels (used by egress policies as
 ``peer.clusterlink.net/labels.*``), and records last-seen time and round-trip time. None of
 this is written to the store on every beat: it is runtime state, served by ``status`` and
@@ -27,7 +31,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -45,6 +49,9 @@ from clusterlink.transport.dial import dial_tls, expect_peer_listener
 __all__ = ["PEER_REACHABLE", "HealthSettings", "PeerHealth", "PeerState", "Reachability"]
 
 log = logging.getLogger("clusterlink.health")
+
+_Target = tuple[tuple[Gateway, ...], bool]  # a peer's gateways, and whether it dials in
+_Beat = tuple[bool, str, Health | None, float]  # answered, why, the answer, round trip (s)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,15 +136,20 @@ class PeerHealth:
         local_name: str = "this gateway",
         on_change: Callable[[str, PeerState], None] | None = None,
         on_silent: Callable[[str, Gateway], None] | None = None,
+        on_answer: Callable[[PeerName, Health], None] | None = None,
+        ping_link: Callable[[PeerName], Awaitable[Health]] | None = None,
     ) -> None:
         self._context = context
         self._local_name = local_name
         self.settings = settings
         self._on_change = on_change
         self._on_silent = on_silent  # a gateway failed a beat: opens waiting on it can stop
+        self._on_answer = on_answer  # every answer (e.g. it asks us to dial in)
+        self._ping_link = ping_link  # the heartbeat of a peer that dials in
         self.states: dict[str, PeerState] = {}
         self._generation = 0  # bumped by reconnect(): older heartbeat connections are redialed
-        self._loops: dict[str, tuple[tuple[Gateway, ...], asyncio.Task[None]]] = {}
+        # Per peer: what its loop beats (gateways, or its links if it dials in), and the loop.
+        self._loops: dict[str, tuple[_Target, asyncio.Task[None]]] = {}
 
     # -- what the data plane asks ---------------------------------------------------------
 
@@ -151,7 +163,7 @@ class PeerHealth:
         unreachable (that takes ``unreachable_after`` beats). Its sources are tried last."""
         state = self.states.get(peer)
         loop = self._loops.get(peer)
-        return state is not None and loop is not None and state.silent >= set(loop[0])
+        return state is not None and loop is not None and state.silent >= set(loop[0][0])
 
     def is_unreachable(self, peer: str) -> bool:
         state = self.states.get(peer)
@@ -192,9 +204,9 @@ class PeerHealth:
             self._loops.pop(name)[1].cancel()
             self.states.pop(name, None)
         for name, peer in peers.items():
-            gateways = tuple(peer.spec.gateways)
+            target: _Target = (tuple(peer.spec.gateways), peer.spec.dials_in)
             running = self._loops.get(name)
-            if running is not None and running[0] == gateways:
+            if running is not None and running[0] == target:
                 continue
             if running is not None:
                 running[1].cancel()
@@ -202,7 +214,7 @@ class PeerHealth:
             self.states[name] = PeerState(
                 Reachability(settings.unreachable_after, settings.reachable_after)
             )
-            self._loops[name] = (gateways, asyncio.create_task(self._run(name, gateways)))
+            self._loops[name] = (target, asyncio.create_task(self._run(name, target)))
 
     async def close(self) -> None:
         tasks = [task for _, task in self._loops.values()]
@@ -215,14 +227,19 @@ class PeerHealth:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    async def _run(self, peer: str, gateways: tuple[Gateway, ...]) -> None:
+    async def _run(self, peer: str, target: _Target) -> None:
+        gateways, dials_in = target
         channels: dict[Gateway, _HealthChannel] = {}
         in_flight: dict[Gateway, asyncio.Task[Health]] = {}  # at most one beat per gateway
         loop = asyncio.get_running_loop()
         try:
             while True:
                 started = loop.time()
-                ok, reason, health, rtt_s = await self._beat(peer, gateways, channels, in_flight)
+                if dials_in:
+                    ok, reason, health, rtt_s = await self._beat_link(PeerName(peer))
+                else:
+                    beat = await self._beat(peer, gateways, channels, in_flight)
+                    ok, reason, health, rtt_s = beat
                 self._record(peer, ok, reason, health, rtt_s)
                 await asyncio.sleep(max(0.0, self.settings.interval_s - (loop.time() - started)))
         finally:
@@ -237,7 +254,7 @@ class PeerHealth:
         gateways: tuple[Gateway, ...],
         channels: dict[Gateway, _HealthChannel],
         in_flight: dict[Gateway, asyncio.Task[Health]],
-    ) -> tuple[bool, str, Health | None, float]:
+    ) -> _Beat:
         """One heartbeat to all gateways of ``peer``; the first answer wins.
 
         The slower gateways' beats are not cancelled (that would cost their kept-open
@@ -260,17 +277,36 @@ class PeerHealth:
             except (ClusterLinkError, OSError) as exc:
                 errors.append(str(exc))
                 continue
-            rtt_s = time.perf_counter() - started
-            if health.name != peer:
-                return False, f"answered as {health.name!r}, not {peer!r}", None, rtt_s
-            if health.peered is False:
-                reason = (
-                    f"reachable, but not peered: peer {peer} has no Peer named "
-                    f"{self._local_name}, so it refuses every tunnel from here"
-                )
-                return True, reason, health, rtt_s
-            return True, "heartbeat ok", health, rtt_s
+            return self._judge(peer, health, time.perf_counter() - started, "heartbeat ok")
         return False, "; ".join(errors) or "the Peer lists no gateway", None, 0.0
+
+    async def _beat_link(self, peer: PeerName) -> _Beat:
+        """The heartbeat of a peer that dials in: a PING over the link it dialled."""
+        timeout_s = self.settings.timeout_s
+        if self._ping_link is None:
+            return False, f"peer {peer} dials in, and this gateway takes no links", None, 0.0
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout_s):
+                health = await self._ping_link(peer)
+        except TimeoutError:
+            why = f"peer {peer} dials in; its link did not answer within {timeout_s:g}s"
+            return False, why, None, 0.0
+        except (ClusterLinkError, OSError) as exc:
+            return False, str(exc), None, 0.0
+        return self._judge(peer, health, time.perf_counter() - started, "heartbeat ok (link)")
+
+    def _judge(self, peer: str, health: Health, rtt_s: float, ok: str) -> _Beat:
+        """What an answer says: the right peer, and whether it takes our tunnels."""
+        if health.name != peer:
+            return False, f"answered as {health.name!r}, not {peer!r}", None, rtt_s
+        if health.peered is False:
+            reason = (
+                f"reachable, but not peered: peer {peer} has no Peer named "
+                f"{self._local_name}, so it refuses every tunnel from here"
+            )
+            return True, reason, health, rtt_s
+        return True, ok, health, rtt_s
 
     async def _beat_one(
         self, peer: str, gateway: Gateway, channels: dict[Gateway, _HealthChannel]
@@ -345,6 +381,8 @@ class PeerHealth:
             return
         state.reason = reason
         if ok and health is not None:
+            if self._on_answer is not None:
+                self._on_answer(PeerName(peer), health)
             state.peered = health.peered
             state.labels = dict(health.labels)
             state.last_seen = datetime.now(UTC)

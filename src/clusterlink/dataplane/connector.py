@@ -20,8 +20,10 @@ from typing import cast
 
 from clusterlink.addresses import format_address
 from clusterlink.api import Gateway
+from clusterlink.dataplane.reverse_links import ReverseLinks
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.errors import PeerUnreachable, RemoteProtocolError, TunnelRefused
+from clusterlink.ids import PeerName
 from clusterlink.protocol import NEED_DATA, ExportRef, PeerClientConnection, Verdict
 from clusterlink.protocol.mux import MUX_ALPN
 from clusterlink.transport.dial import dial_tls, expect_peer_listener
@@ -103,10 +105,12 @@ class PeerConnector:
         context: Callable[[], ssl.SSLContext],
         mux_context: Callable[[], ssl.SSLContext],
         settings: DataplaneSettings,
+        reverse: ReverseLinks | None = None,
     ) -> None:
         self._context = context
         self._mux_context = mux_context
         self._settings = settings
+        self._reverse = reverse  # links from peers that dial in
         self._pools: dict[tuple[str, str, int], WarmPool] = {}
         self._mux_pools: dict[tuple[str, str, int], MuxPool] = {}
         self._basic_only: set[tuple[str, str, int]] = set()  # gateways without the mux mode
@@ -179,10 +183,25 @@ class PeerConnector:
         gateways: Sequence[Gateway],
         export: ExportRef,
         attributes: Mapping[str, str],
+        *,
+        dials_in: bool = False,
     ) -> tuple[asyncio.Transport, bytes]:
-        """The tunnel's transport and the service's first bytes; raises if refused/failed."""
-        errors: list[str] = []
+        """The tunnel's transport and the service's first bytes; raises if refused/failed.
+
+        A peer that ``dials_in`` is reached only over a link it dialled (``ReverseLinks``).
+        """
         timeout_s = self._settings.verdict_timeout_s
+        if dials_in:
+            if self._reverse is None:
+                raise PeerUnreachable(f"peer {peer} dials in, and this gateway takes no links")
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await self._open_reverse(self._reverse, peer, export, attributes)
+            except TimeoutError:
+                raise PeerUnreachable(
+                    f"peer {peer} did not answer over its link within {timeout_s:g}s"
+                ) from None
+        errors: list[str] = []
         for gateway in gateways:
             key = (peer, gateway.host, gateway.port)
             what = f"peer {peer} at {format_address((gateway.host, gateway.port))}"
@@ -220,6 +239,16 @@ class PeerConnector:
             # a GOAWAY after a certificate reload crossed our open): once more on a new one.
             session, _ = await pool.session()
             stream, verdict = await session.open_stream(export, attributes)
+        if not verdict.is_allowed:
+            raise _refused(peer, verdict)
+        return stream, b""
+
+    @staticmethod
+    async def _open_reverse(
+        links: ReverseLinks, peer: str, export: ExportRef, attributes: Mapping[str, str]
+    ) -> tuple[asyncio.Transport, bytes]:
+        session = links.session(PeerName(peer))
+        stream, verdict = await session.open_stream(export, attributes)
         if not verdict.is_allowed:
             raise _refused(peer, verdict)
         return stream, b""

@@ -249,7 +249,9 @@ class Egress:
         ref = ExportRef(source.export_namespace, source.export_name)
         try:
             gateways = self.peers.gateways_in_order(source.peer, peer.spec.gateways)
-            tunnel, early = await self._open(source.peer, gateways, ref, walk.src, walk.what)
+            tunnel, early = await self._open(
+                source.peer, gateways, ref, walk.src, walk.what, dials_in=peer.spec.dials_in
+            )
         except TunnelRefused as exc:
             outcome = _OUTCOME_OF_STATUS.get(exc.status, Outcome.UNREACHABLE)
             self._failed(walk, _Failure(source, outcome, str(exc)))
@@ -280,6 +282,8 @@ class Egress:
         ref: ExportRef,
         src: Mapping[str, str],
         what: str,
+        *,
+        dials_in: bool,
     ) -> tuple[asyncio.Transport, bytes]:
         """A tunnel to ``peer`` that holds one of its tunnel slots (given back if this fails;
         the tunnel's ``release`` gives it back otherwise)."""
@@ -292,7 +296,7 @@ class Egress:
             self.limits.hit(Limit.MAX_CONNECTIONS_PER_PEER, peer, "egress %s: %s", what, why)
             raise _PeerBusy(why)
         try:
-            return await self.connector.open(peer, gateways, ref, src)
+            return await self.connector.open(peer, gateways, ref, src, dials_in=dials_in)
         except BaseException:
             peer_tunnels.give_back(peer)
             raise

@@ -6,7 +6,8 @@ Sequence for one accepted connection:
     -> TLS handshake (fabric CA only) -> caller = peer name from the verified certificate
     -> by ALPN: ``clusterlink/1`` (``BasicSession``: HTTP/1.1 heartbeats, or one tunnel per
        connection, or one ``POST /link``) or ``clusterlink-mux/1`` (``MuxSession``: every
-       stream is a tunnel)
+       stream is a tunnel), or ``clusterlink-mux-reverse/1`` (a reverse link from a peer that
+       dials in: we open the streams on it, ``reverse_links``)
     -> each tunnel request goes to ``Ingress``, which decides and relays it; a link request
        goes to the control plane's ``link`` (``controlplane.inviting``).
 
@@ -37,11 +38,17 @@ from clusterlink.dataplane.basic_session import BasicSession
 from clusterlink.dataplane.ingress import Ingress
 from clusterlink.dataplane.limits import Limit, Limits
 from clusterlink.dataplane.relay import reset
+from clusterlink.dataplane.reverse_links import ReverseLinks
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.ids import PeerName
 from clusterlink.log_throttle import LogThrottle
 from clusterlink.protocol import ALPN_PROTOCOL, Health, LinkAnswer, LinkRequest, Verdict
-from clusterlink.protocol.mux import MUX_ALPN, StreamRefused, StreamRequest
+from clusterlink.protocol.mux import (
+    MUX_ALPN,
+    REVERSE_MUX_ALPN,
+    StreamRefused,
+    StreamRequest,
+)
 from clusterlink.transport.mux import MuxSession
 from clusterlink.transport.tls import TLSLayer
 
@@ -49,7 +56,7 @@ __all__ = ["PEER_ALPN", "PeerListener"]
 
 log = logging.getLogger("clusterlink.ingress")
 
-PEER_ALPN = (MUX_ALPN, ALPN_PROTOCOL)
+PEER_ALPN = (MUX_ALPN, ALPN_PROTOCOL, REVERSE_MUX_ALPN)
 """What the peer listener speaks, in its order of preference."""
 
 # Lines per caller and 10 s window (``throttle``) about broken input: a small budget, since
@@ -69,12 +76,14 @@ class PeerListener:
         settings: DataplaneSettings,
         limits: Limits,
         link: Callable[[PeerName, LinkRequest], Awaitable[LinkAnswer | Verdict]] | None = None,
+        reverse: ReverseLinks | None = None,
     ) -> None:
         self._context = context
         self.ingress = ingress
         self.health = health  # the answer to a heartbeat from that caller
         # The answer to that caller's invitation; a listener without one serves no links.
         self.link = link or _no_links
+        self.reverse = reverse  # links from peers that dial in; None: none are taken
         self.settings = settings
         self.limits = limits
         self._bad_input = LogThrottle(log, burst=_BAD_INPUT_BURST)
@@ -208,6 +217,7 @@ class _Handshaken(asyncio.Protocol):
         caller = PeerName(name)
         alpn = transport.get_extra_info("alpn_protocol")
         app: asyncio.Protocol
+        refusal: str | None = None
         if alpn == ALPN_PROTOCOL:
             app = BasicSession(self.listener, caller, remote)
         elif alpn == MUX_ALPN:
@@ -218,6 +228,8 @@ class _Handshaken(asyncio.Protocol):
                 on_request=partial(self._on_stream, caller),
                 on_refused=partial(self._on_refused, caller, remote),
             )
+        elif alpn == REVERSE_MUX_ALPN:
+            app, refusal = self._reverse_link(caller, remote)
         else:
             log.warning(
                 "refused connection from peer %s (%s): it speaks %s, not one of %s",
@@ -231,6 +243,30 @@ class _Handshaken(asyncio.Protocol):
         tls.set_protocol(app)
         app.connection_made(tls)
         self.listener.track(app)
+        if refusal is not None:
+            assert isinstance(app, MuxSession)
+            app.close(refusal)
+
+    def _reverse_link(self, caller: PeerName, remote: str) -> tuple[MuxSession, str | None]:
+        """A link dialled by a peer that dials in: we are the client of its streams. One we
+        do not take is closed with a GOAWAY that says why, for the peer's log (the refusal,
+        returned)."""
+        listener = self.listener
+        session = MuxSession(
+            client_side=True,
+            peer_name=caller,
+            settings=listener.settings.mux,
+            health=partial(listener.health, caller),
+        )
+        links = listener.reverse
+        why = "this gateway takes no reverse links" if links is None else links.refusal(caller)
+        if why is not None or links is None:
+            listener.log_bad_input(
+                caller, "refused reverse link from peer %s (%s): %s", caller, remote, why
+            )
+            return session, why
+        links.attach(caller, session, remote)
+        return session, None
 
     def _on_stream(self, caller: PeerName, session: MuxSession, event: StreamRequest) -> None:
         self.listener.ingress.serve_stream(caller, session, event)

@@ -30,6 +30,7 @@ from clusterlink.protocol.events import (
     Signal,
     Verdict,
 )
+from clusterlink.protocol.health_body import decode_health
 from clusterlink.protocol.link import encode_link_request, parse_link_answer
 from clusterlink.protocol.wire import (
     ATTRIBUTES_HEADER,
@@ -37,7 +38,6 @@ from clusterlink.protocol.wire import (
     JSON_CONTENT_TYPE,
     LINK_PATH,
     MAX_BODY_BYTES,
-    as_string_map,
     load_json_object,
     render,
 )
@@ -192,17 +192,9 @@ class PeerClientConnection:
 
 def _parse_health(body: bytes) -> Health:
     try:
-        fields = load_json_object(body)
-        name, labels, version = fields.get("name"), fields.get("labels"), fields.get("version")
-        if not (isinstance(name, str) and isinstance(labels, dict) and isinstance(version, str)):
-            raise ValueError("lacks a string name, a labels object or a string version")
-        labels = as_string_map(labels)
-        peered = fields.get("peered")
-        if peered is not None and not isinstance(peered, bool):
-            raise ValueError("has a peered field that is not true or false")
+        return decode_health(body)
     except ValueError as exc:
         raise _bad_answer(f"health answer {exc}") from None
-    return Health(name, labels, version, peered)
 
 
 def _parse_refusal(status: int, body: bytes) -> Verdict:

@@ -150,14 +150,17 @@ class Health:
     whether the caller is one of its Peers (``peered``).
 
     ``peered`` lets the caller tell "reachable and will take my tunnels" from "reachable but
-    refuses every tunnel, because I am not a Peer there" without opening one. ``None``: the
-    answer did not say (an older gateway).
+    refuses every tunnel, because I am not a Peer there" without opening one. ``dials_in``:
+    the answering gateway's Peer for the caller says ``dialsIn`` (it cannot reach the caller
+    by itself), so the caller is to keep a reverse link to it. ``None``: the answer did not
+    say (an older gateway).
     """
 
     name: str
     labels: Mapping[str, str]
     version: str
     peered: bool | None = None
+    dials_in: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

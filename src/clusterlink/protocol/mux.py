@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from clusterlink.errors import RemoteProtocolError
-from clusterlink.protocol.events import ExportRef, Verdict
+from clusterlink.protocol.events import ExportRef, Health, Verdict
 from clusterlink.protocol.mux_events import (
     ConnectionEnded,
     MuxEvent,
+    PingReceived,
+    PongReceived,
     StreamData,
     StreamEnded,
     StreamRefused,
@@ -58,6 +60,8 @@ from clusterlink.protocol.mux_frames import (
     MAX_DATA_FRAME,
     MAX_STREAM_ID,
     OPEN,
+    PING,
+    PONG,
     RESET,
     RESET_CANCEL,
     RESET_REFUSED,
@@ -70,9 +74,15 @@ from clusterlink.protocol.mux_frames import (
     WINDOW,
     FrameReader,
     frame,
+    goaway_frame,
     open_payload,
+    parse_goaway,
     parse_open,
+    parse_ping,
+    parse_pong,
     parse_verdict,
+    ping_frame,
+    pong_frame,
     settings_frame,
     verdict_frame,
 )
@@ -80,10 +90,13 @@ from clusterlink.protocol.mux_frames import (
 __all__ = [
     "DEFAULT_STREAM_WINDOW",
     "MUX_ALPN",
+    "REVERSE_MUX_ALPN",
     "ConnectionEnded",
     "MuxConnection",
     "MuxEvent",
     "MuxSettings",
+    "PingReceived",
+    "PongReceived",
     "StreamData",
     "StreamEnded",
     "StreamRefused",
@@ -94,6 +107,10 @@ __all__ = [
 ]
 
 MUX_ALPN: Final = "clusterlink-mux/1"
+REVERSE_MUX_ALPN: Final = "clusterlink-mux-reverse/1"
+"""The multiplexed mode with the roles swapped: the gateway that dialled is the server of its
+streams (a reverse link, dialled by a peer that cannot be dialled; ``dataplane.reverse_links``).
+"""
 DEFAULT_STREAM_WINDOW: Final = 256 * 1024
 
 # A SETTINGS frame that changes the window touches every open stream: a few bytes for a peer,
@@ -211,10 +228,21 @@ class MuxConnection(FrameReader):
                     raise RemoteProtocolError(f"window of stream {stream_id} grew past 2 GiB")
                 events.append(WindowOpened(stream_id))
         elif kind == GOAWAY:
-            last = U32.unpack(payload[:4])[0] if len(payload) >= 4 else 0
+            last, message = parse_goaway(payload)
             self._draining = True
-            events.append(ConnectionEnded(0, last))
+            events.append(ConnectionEnded(0, last, message))
+        elif kind == PING:
+            self._on_ping_or_pong(stream_id)
+            events.append(PingReceived(parse_ping(payload)))
+        elif kind == PONG:
+            self._on_ping_or_pong(stream_id)
+            events.append(PongReceived(*parse_pong(payload)))
         # Unknown types are ignored: newer peers may send frames we do not know yet.
+
+    @staticmethod
+    def _on_ping_or_pong(stream_id: int) -> None:
+        if stream_id != 0:
+            raise RemoteProtocolError(f"PING or PONG on stream {stream_id}, not 0")
 
     def _on_settings(self, payload: bytes, events: list[MuxEvent]) -> None:
         if len(payload) % SETTING.size:
@@ -382,11 +410,20 @@ class MuxConnection(FrameReader):
             code = RESET_REFUSED if refused else RESET_CANCEL
             self._out.append(frame(RESET, stream_id, U32.pack(code)))
 
-    def close(self) -> None:
-        """GOAWAY: no new streams; the caller closes the connection when the bytes are out."""
+    def send_ping(self, token: int) -> None:
+        """Ask the other side for its health; it answers with a PONG of the same ``token``."""
+        self._out.append(ping_frame(token))
+
+    def send_pong(self, token: int, health: Health) -> None:
+        """Answer a ``PingReceived``."""
+        self._out.append(pong_frame(token, health))
+
+    def close(self, message: str = "") -> None:
+        """GOAWAY: no new streams; the caller closes the connection when the bytes are out.
+        ``message`` tells the other side why, for its log."""
         if not self._closed:
             self._closed = self._draining = True
-            self._out.append(frame(GOAWAY, 0, U32.pack(self._highest_peer_id)))
+            self._out.append(goaway_frame(self._highest_peer_id, message))
 
     def _maybe_forget(self, stream_id: int, stream: _Stream) -> None:
         if stream.local_ended and stream.remote_ended:

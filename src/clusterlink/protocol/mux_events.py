@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clusterlink.errors import RemoteProtocolError
-from clusterlink.protocol.events import ConnectRequest, Verdict
+from clusterlink.protocol.events import ConnectRequest, Health, Verdict
 
 __all__ = [
     "ConnectionEnded",
     "MuxEvent",
+    "PingReceived",
+    "PongReceived",
     "StreamData",
     "StreamEnded",
     "StreamRefused",
@@ -88,10 +90,26 @@ class WindowOpened:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionEnded:
-    """The other side will take no new streams (GOAWAY)."""
+    """The other side will take no new streams (GOAWAY), and why, if it said."""
 
     error_code: int
     last_stream_id: int
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PingReceived:
+    """The other side asks for our health: answer with ``send_pong(token, ...)``."""
+
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class PongReceived:
+    """The answer to our PING ``token``: the other side's health."""
+
+    token: int
+    health: Health
 
 
 MuxEvent = (
@@ -103,4 +121,6 @@ MuxEvent = (
     | StreamReset
     | WindowOpened
     | ConnectionEnded
+    | PingReceived
+    | PongReceived
 )

@@ -19,7 +19,16 @@ Wire format. Every frame is an 8-byte header and a payload::
     END       4  half-close: the sender sends no more on this stream
     RESET     5  abort the stream: code: u32 (0 cancelled, 1 refused)
     WINDOW    6  stream != 0: increment: u32 of the sender's window for that stream
-    GOAWAY    7  stream 0: last stream id: u32; no new streams on this connection
+    GOAWAY    7  stream 0: last stream id: u32, then optionally why, in UTF-8; no new
+                 streams on this connection
+    PING     10  stream 0: token: u64; either side, answered with a PONG
+    PONG     11  stream 0: the PING's token: u64, then the answering gateway's health as JSON
+                 (``protocol.health_body``, as the basic mode's ``GET /healthz`` answers)
+
+PING and PONG make the connection its own heartbeat: a
+connection that is the only way to a peer (a reverse link, which that peer dialled) is
+watched over itself, both ways, and what its PONG says about the peer is what a basic-mode
+heartbeat would have said.
 
 A DATA frame carries at most ``MAX_DATA_FRAME`` bytes, any other frame at most
 ``MAX_CONTROL_BYTES``; a peer that announces more breaks the protocol on the header alone.
@@ -33,7 +42,8 @@ from typing import Final
 
 from clusterlink.errors import RemoteProtocolError, ValidationError
 from clusterlink.protocol.attributes import decode_attributes, encode_attributes
-from clusterlink.protocol.events import ConnectRequest, ExportRef, Verdict
+from clusterlink.protocol.events import ConnectRequest, ExportRef, Health, Verdict
+from clusterlink.protocol.health_body import decode_health, encode_health
 from clusterlink.protocol.mux_events import MuxEvent
 from clusterlink.protocol.wire import (
     MAX_ATTRIBUTE_BYTES,
@@ -53,6 +63,8 @@ __all__ = [
     "MAX_DATA_FRAME",
     "MAX_STREAM_ID",
     "OPEN",
+    "PING",
+    "PONG",
     "RESET",
     "RESET_CANCEL",
     "RESET_REFUSED",
@@ -65,9 +77,15 @@ __all__ = [
     "WINDOW",
     "FrameReader",
     "frame",
+    "goaway_frame",
     "open_payload",
+    "parse_goaway",
     "parse_open",
+    "parse_ping",
+    "parse_pong",
     "parse_verdict",
+    "ping_frame",
+    "pong_frame",
     "settings_frame",
     "verdict_frame",
 ]
@@ -80,6 +98,8 @@ END: Final = 4
 RESET: Final = 5
 WINDOW: Final = 6
 GOAWAY: Final = 7
+PING: Final = 10
+PONG: Final = 11
 
 RESET_CANCEL: Final = 0
 RESET_REFUSED: Final = 1
@@ -90,6 +110,7 @@ SETTING_MAX_STREAMS: Final = 2
 HEADER = struct.Struct("!II")  # (type << 24 | length, stream)
 _U16 = struct.Struct("!H")
 U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
 SETTING = struct.Struct("!HI")
 MAX_CONTROL_BYTES: Final = 64 * 1024  # any frame but DATA
 MAX_DATA_FRAME: Final = 1024 * 1024
@@ -111,6 +132,40 @@ def settings_frame(*, stream_window_bytes: int, max_concurrent_streams: int) -> 
         SETTING.pack(SETTING_WINDOW, stream_window_bytes)
         + SETTING.pack(SETTING_MAX_STREAMS, max_concurrent_streams),
     )
+
+
+def goaway_frame(last_stream_id: int, message: str = "") -> bytes:
+    why = message.encode("utf-8", "replace")[: MAX_CONTROL_BYTES - U32.size]
+    return frame(GOAWAY, 0, U32.pack(last_stream_id) + why)
+
+
+def parse_goaway(payload: bytes) -> tuple[int, str]:
+    """The last stream id and the reason of a GOAWAY (an older peer sends no reason)."""
+    last = U32.unpack(payload[:4])[0] if len(payload) >= 4 else 0
+    return last, payload[4:].decode("utf-8", "replace")
+
+
+def ping_frame(token: int) -> bytes:
+    return frame(PING, 0, _U64.pack(token))
+
+
+def pong_frame(token: int, health: Health) -> bytes:
+    return frame(PONG, 0, _U64.pack(token) + encode_health(health))
+
+
+def parse_ping(payload: bytes) -> int:
+    if len(payload) != _U64.size:
+        raise RemoteProtocolError("malformed PING frame")
+    return int(_U64.unpack(payload)[0])
+
+
+def parse_pong(payload: bytes) -> tuple[int, Health]:
+    if len(payload) < _U64.size:
+        raise RemoteProtocolError("malformed PONG frame")
+    try:
+        return int(_U64.unpack(payload[:8])[0]), decode_health(payload[8:])
+    except ValueError as exc:
+        raise RemoteProtocolError(f"PONG with a health answer that {exc}") from None
 
 
 def verdict_frame(stream_id: int, verdict: Verdict) -> bytes:

@@ -47,6 +47,7 @@ from clusterlink.protocol.events import (
     Signal,
     Verdict,
 )
+from clusterlink.protocol.health_body import encode_health
 from clusterlink.protocol.link import encode_link_answer, parse_link_request
 from clusterlink.protocol.wire import (
     ATTRIBUTES_HEADER,
@@ -206,14 +207,7 @@ class PeerServerConnection:
             raise LocalProtocolError(
                 f"send_health() while {self._phase.name}: no heartbeat to answer"
             )
-        fields: dict[str, object] = {
-            "name": health.name,
-            "labels": dict(health.labels),
-            "version": health.version,
-        }
-        if health.peered is not None:
-            fields["peered"] = health.peered
-        body = dump_json(fields)
+        body = encode_health(health)
         data = render(
             self._h11,
             (

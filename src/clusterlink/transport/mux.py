@@ -26,12 +26,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from clusterlink.errors import PeerUnreachable, RemoteProtocolError
-from clusterlink.protocol import ExportRef, Verdict
+from clusterlink.protocol import ExportRef, Health, Verdict
 from clusterlink.protocol.mux import (
     ConnectionEnded,
     MuxConnection,
     MuxEvent,
     MuxSettings,
+    PingReceived,
+    PongReceived,
     StreamData,
     StreamEnded,
     StreamRefused,
@@ -55,7 +57,9 @@ class MuxSession(asyncio.Protocol):
 
     Client side: ``open_stream`` sends an OPEN and returns the stream with the peer's
     verdict. Server side: ``on_request(session, event)`` is called for every valid OPEN and
-    answers with ``accept`` or ``refuse``.
+    answers with ``accept`` or ``refuse``. Either side: ``ping`` asks the other for its
+    health, and a PING from the other side is answered with what ``health()`` says (a session
+    without ``health`` leaves PINGs unanswered).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class MuxSession(asyncio.Protocol):
         settings: MuxSettings | None = None,
         on_request: Callable[[MuxSession, StreamRequest], None] | None = None,
         on_refused: Callable[[MuxSession, StreamRefused], None] | None = None,
+        health: Callable[[], Health] | None = None,
     ) -> None:
         self.mux = MuxConnection(client_side=client_side, peer_name=peer_name, settings=settings)
         self.peer_name = peer_name
@@ -74,6 +79,11 @@ class MuxSession(asyncio.Protocol):
         self._verdicts: dict[int, asyncio.Future[Verdict]] = {}
         self._on_request = on_request
         self._on_refused = on_refused
+        self._health = health
+        self._pings: dict[int, asyncio.Future[Health]] = {}
+        self._next_ping = 1
+        self.goaway_message = ""  # why the other side sent GOAWAY, if it said
+        self._closed: asyncio.Future[None] | None = None  # made by wait_closed
         self.is_open = True
         self.is_draining = False  # drain(): no new streams, closed when the last one ends
         self.is_congested = False  # our writes are paused: the peer reads slower than we write
@@ -177,9 +187,17 @@ class MuxSession(asyncio.Protocol):
             self._opens_unread += self.is_congested
             if self._on_refused is not None:
                 self._on_refused(self, event)
+        elif isinstance(event, PingReceived):
+            if self._health is not None:
+                self.mux.send_pong(event.token, self._health())
+        elif isinstance(event, PongReceived):
+            pong = self._pings.pop(event.token, None)
+            if pong is not None and not pong.done():
+                pong.set_result(event.health)
         elif isinstance(event, ConnectionEnded):
             # GOAWAY: the peer takes no new streams; those it already took go on. Ours that
             # it never saw will not be answered.
+            self.goaway_message = event.message
             who = f"peer {self.peer_name}" if self.peer_name else "the peer"
             for sid, waiter in list(self._verdicts.items()):
                 if sid > event.last_stream_id and not waiter.done():
@@ -219,6 +237,20 @@ class MuxSession(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_exception(PeerUnreachable(reason))
 
+    async def ping(self) -> Health:
+        """The other side's health, over this connection (bound the wait from outside)."""
+        if not self.is_open:
+            raise PeerUnreachable(f"the connection to {self.peer_name or 'the peer'} is closed")
+        token, self._next_ping = self._next_ping, self._next_ping + 1
+        pong: asyncio.Future[Health] = asyncio.get_running_loop().create_future()
+        self._pings[token] = pong
+        self.mux.send_ping(token)
+        self.flush()
+        try:
+            return await pong
+        finally:
+            self._pings.pop(token, None)
+
     # -- server side --------------------------------------------------------------------------
 
     def accept(self, stream_id: int) -> StreamTransport | None:
@@ -252,13 +284,14 @@ class MuxSession(asyncio.Protocol):
         if self.is_draining and not self.streams:
             self.close()
 
-    def drain(self) -> None:
+    def drain(self, message: str = "") -> None:
         """Retire this connection gracefully: GOAWAY now (no new streams on it), close once
-        its last stream has ended. Open tunnels are not touched."""
+        its last stream has ended. Open tunnels are not touched. ``message`` tells the other
+        side why."""
         if not self.is_open or self.is_draining:
             return
         self.is_draining = True
-        self.mux.close()
+        self.mux.close(message)
         self.flush()
         if not self.streams:
             self.close()
@@ -266,21 +299,36 @@ class MuxSession(asyncio.Protocol):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default if self.transport is None else self.transport.get_extra_info(name, default)
 
-    def close(self) -> None:
-        """GOAWAY and close once the bytes are out; open streams are reset."""
+    def close(self, message: str = "") -> None:
+        """GOAWAY and close once the bytes are out; open streams are reset. ``message`` tells
+        the other side why."""
         if not self.is_open:
             return
-        self.mux.close()
+        self.mux.close(message)
         self.flush()
         self._close_all(ConnectionResetError("multiplexed connection closed"))
         if self.transport is not None:
             self.transport.close()
 
+    async def wait_closed(self) -> None:
+        """Until the connection is closed or lost, whichever side ended it."""
+        if not self.is_open:
+            return
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._closed)
+
     def _close_all(self, exc: Exception) -> None:
         self.is_open = False
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
         for waiter in self._verdicts.values():
             if not waiter.done():
                 waiter.set_exception(PeerUnreachable(f"{self.peer_name or 'peer'}: {exc}"))
         self._verdicts.clear()
+        for pong in self._pings.values():
+            if not pong.done():
+                pong.set_exception(PeerUnreachable(f"{self.peer_name or 'peer'}: {exc}"))
+        self._pings.clear()
         for stream in list(self.streams.values()):
             stream._gone(exc)
