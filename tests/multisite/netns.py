@@ -36,7 +36,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SUBNET", "NetnsError", "Network", "Site", "entered", "unavailable_reason"]
+__all__ = [
+    "SUBNET",
+    "NetnsError",
+    "Network",
+    "Site",
+    "entered",
+    "inbound_refused",
+    "unavailable_reason",
+]
 
 SUBNET = "10.213.0"  # .0/24; only ever configured inside the namespaces made here
 _PREFIX_LEN = 24
@@ -185,6 +193,33 @@ class Network:
         self.sites.clear()
         if errors:
             raise NetnsError("; ".join(errors))
+
+
+@contextlib.contextmanager
+def inbound_refused(site: Site) -> Iterator[None]:
+    """While the block runs, ``site`` takes no new inbound TCP connection, as behind NAT or a
+    firewall: nftables in the site drops every SYN that arrives (SYN-ACKs, the answers to
+    its own connections, still pass), so a connection to it times out."""
+    table = "clusterlink_test_no_inbound"
+    rules = (
+        f"table inet {table} {{\n"
+        "  chain input {\n"
+        "    type filter hook input priority 0; policy accept;\n"
+        '    iifname "lo" accept\n'
+        "    tcp flags & (syn | ack) == syn drop\n"
+        "  }\n"
+        "}\n"
+    )
+    nft = ["ip", "netns", "exec", site.namespace, "nft"]
+    done = subprocess.run([*nft, "-f", "-"], input=rules, capture_output=True, text=True,
+                          timeout=_IP_TIMEOUT_S, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise NetnsError(f"nft in {site.namespace} failed: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run([*nft, "delete", "table", "inet", table], capture_output=True,
+                       timeout=_IP_TIMEOUT_S, check=True)  # fmt: skip
 
 
 def _setns(fd: int) -> None:

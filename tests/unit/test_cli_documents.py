@@ -25,6 +25,13 @@ def test_peer_document_is_cluster_scoped_with_one_gateway() -> None:
     resource_from_dict(doc)
 
 
+def test_a_peer_that_dials_in_needs_no_gateway() -> None:
+    doc = peer_document(name="nat", host=None, port=None, dials_in=True)
+
+    assert doc["spec"] == {"gateways": [], "dialsIn": True}
+    resource_from_dict(doc)
+
+
 def test_export_document_is_valid() -> None:
     doc = export_document(name="echo", namespace="team", host="127.0.0.1", port=7000)
 

@@ -195,3 +195,19 @@ def test_tables_on_a_terminal_fold_long_cells_instead_of_cutting_them() -> None:
     flat = "".join(out.getvalue().split())
     assert "team-with-a-long-namespace/echo-service-v2" in flat
     assert "…" not in out.getvalue()
+
+
+def test_a_peer_that_dials_in_says_so_where_its_gateways_would_be() -> None:
+    dialling = {
+        "kind": "Peer",
+        "metadata": {"name": "nat"},
+        "spec": {"gateways": [], "dialsIn": True},
+    }
+    text = render_text(resource_table("Peer", [dialling]))
+    assert "(dials in)" in text.splitlines()[1]
+    row = {"name": "nat", "gateways": [], "dialsIn": True, "reachable": True}
+    out = io.StringIO()
+    print_sections(status_sections({**STATUS, "peers": [row]}), Console(file=out, width=200))
+    assert any(
+        line.split()[:4] == ["nat", "(dials", "in)", "yes"] for line in out.getvalue().splitlines()
+    )

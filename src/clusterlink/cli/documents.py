@@ -55,8 +55,14 @@ def parse_source(text: str, *, namespace: str, name: str) -> Document:
     return {"peer": peer, "exportName": export_name, "exportNamespace": export_namespace}
 
 
-def peer_document(*, name: str, host: str, port: int) -> Document:
-    return _document("Peer", name, None, {"gateways": [{"host": host, "port": port}]})
+def peer_document(
+    *, name: str, host: str | None, port: int | None, dials_in: bool = False
+) -> Document:
+    gateways = [{"host": host, "port": port}] if host is not None and port is not None else []
+    spec: dict[str, object] = {"gateways": gateways}
+    if dials_in:
+        spec["dialsIn"] = True
+    return _document("Peer", name, None, spec)
 
 
 def export_document(*, name: str, namespace: str, host: str, port: int) -> Document:

@@ -168,11 +168,26 @@ def create_peer(
     ctx: typer.Context,
     *,
     name: Annotated[str, typer.Option(help="The remote peer's name (from its certificate).")],
-    host: Annotated[str, typer.Option(help="Its gateway's --listen host.")],
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Its gateway's --listen port.")],
+    host: Annotated[str | None, typer.Option(help="Its gateway's --listen host.")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Its gateway's --listen port.")
+    ] = None,
+    dials_in: Annotated[
+        bool,
+        typer.Option(
+            "--dials-in",
+            help="It accepts no connections (NAT, firewall): it keeps a link to this gateway "
+            "instead, and its tunnels travel over that link. --host/--port may then be left out.",
+        ),
+    ] = False,
 ) -> None:
     """Add (or update) a remote peer and the address of its gateway."""
-    _apply_one(ctx, documents.peer_document(name=name, host=host, port=port))
+    if (host is None) != (port is None):
+        raise typer.BadParameter("give both --host and --port, or neither (with --dials-in)")
+    if host is None and not dials_in:
+        raise typer.BadParameter("give --host and --port, or --dials-in for a peer that dials in")
+    doc = documents.peer_document(name=name, host=host, port=port, dials_in=dials_in)
+    _apply_one(ctx, doc)
 
 
 def create_export(

@@ -104,11 +104,20 @@ def _selectors(selectors: object) -> str:
 
 def _gateways(doc: Document) -> str:
     gateways = _at(doc, "spec.gateways") or []
-    return ", ".join(
+    shown = [
         format_address(str(g.get("host")), g.get("port", 0))
         for g in gateways
         if isinstance(g, dict)
-    )
+    ]
+    return _dialling(shown, _at(doc, "spec.dialsIn"))
+
+
+def _dialling(gateways: object, dials_in: object) -> str:
+    """The GATEWAYS cell: a peer that dials in says so (it may have no address at all)."""
+    shown = [str(g) for g in gateways] if isinstance(gateways, list) else []
+    if dials_in is True:
+        shown.append("(dials in)")
+    return ", ".join(shown)
 
 
 def _unmet(conditions: object) -> str:
@@ -162,7 +171,7 @@ _RESOURCE_COLUMNS: dict[str, list[Column]] = {
 _STATUS_COLUMNS: dict[str, list[Column]] = {
     "peers": [
         ("NAME", _field("name")),
-        ("GATEWAYS", _field("gateways")),
+        ("GATEWAYS", lambda row: _dialling(row.get("gateways"), row.get("dialsIn"))),
         ("REACHABLE", _field("reachable")),
         ("LAST-SEEN", _field("lastSeen")),
         ("RTT", lambda row: _rtt(row.get("rttMs"))),

@@ -256,7 +256,8 @@ class AdminServer:
         for name, peer in snapshot.peers.items():
             runtime = self.health.status_of(name) or {}
             gateways = [f"{g.host}:{g.port}" for g in peer.spec.gateways]
-            peers.append({"name": name, "gateways": gateways, **runtime})
+            row = {"name": name, "gateways": gateways, "dialsIn": peer.spec.dials_in}
+            peers.append({**row, **runtime})
         exports = [
             {"namespace": key.namespace, "name": key.name, "host": e.spec.host, "port": e.spec.port}
             for key, e in snapshot.exports.items()

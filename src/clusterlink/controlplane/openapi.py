@@ -161,6 +161,7 @@ def _envelopes() -> dict[str, Any]:
         "properties": {
             "name": STRING,
             "gateways": {"type": "array", "items": address},
+            "dialsIn": {"type": "boolean", "description": "it keeps a link to us instead"},
             "reachable": {"type": ["boolean", "null"]},
             "peered": {"type": ["boolean", "null"]},
             "reason": NULLABLE_STRING,

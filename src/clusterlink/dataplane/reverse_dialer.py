@@ -9,7 +9,9 @@ for any other caller, so nothing about authorization changes.
 
 The link is kept up: a lost link is dialled again at once, then with exponential back-off
 (``BACKOFF_MIN_S`` doubling up to ``BACKOFF_MAX_S``, with jitter, reset once a link has lasted
-``BACKOFF_MAX_S``), trying the peer's gateways in order. A link that stops answering PINGs
+``BACKOFF_MAX_S``), trying the peer's gateways in order. A heartbeat answer from the peer
+while we wait cuts the wait short, once per run of failures: a mended network is used at
+once instead of after the back-off grown while it was cut. A link that stops answering PINGs
 (``misses`` in a row, one per ``interval_s``) is closed and dialled again: a black-holed
 connection is noticed even when TCP is not told. A refusal from the peer (a GOAWAY saying why,
 e.g. it has no Peer for us that dials in) is logged with its reason and retried at the slow
@@ -76,6 +78,8 @@ class ReverseDialer:
         self._health = health
         self._keepers: dict[PeerName, tuple[tuple[Gateway, ...], asyncio.Task[None]]] = {}
         self._sessions: dict[PeerName, MuxSession] = {}
+        self._wake: dict[PeerName, asyncio.Event] = {}  # set: dial now, the peer answers
+        self._woken: set[PeerName] = set()  # woken already in this run of failures
 
     def want(self, peer: PeerName, gateways: tuple[Gateway, ...]) -> None:
         """Keep a link to ``peer`` at ``gateways`` (no-op if one is kept there already)."""
@@ -92,6 +96,8 @@ class ReverseDialer:
     def unwant(self, peer: PeerName, why: str) -> None:
         """Stop keeping the link to ``peer``; its open tunnels finish (it drains)."""
         running = self._keepers.pop(peer, None)
+        self._wake.pop(peer, None)
+        self._woken.discard(peer)
         if running is None:
             return
         running[1].cancel()
@@ -108,6 +114,9 @@ class ReverseDialer:
         the peer wants a link from us."""
         if health.dials_in and resource is not None:
             self.want(peer, tuple(resource.spec.gateways))
+            if peer not in self._sessions and peer not in self._woken and peer in self._wake:
+                self._woken.add(peer)
+                self._wake[peer].set()
         elif peer in self._keepers:
             self.unwant(peer, f"peer {peer} no longer asks this gateway to dial in")
 
@@ -140,6 +149,13 @@ class ReverseDialer:
 
     # -- one peer -----------------------------------------------------------------------------
 
+    async def _pause(self, peer: PeerName, delay: float) -> None:
+        """Wait ``delay`` (with jitter), or less if the peer is heard from meanwhile."""
+        wake = self._wake.setdefault(peer, asyncio.Event())
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), _jitter(delay))
+
     async def _keep(self, peer: PeerName, gateways: tuple[Gateway, ...]) -> None:
         loop = asyncio.get_running_loop()
         backoff = 0.0  # the first dial, and the first after a long-lived link, wait for nothing
@@ -158,10 +174,11 @@ class ReverseDialer:
                     exc,
                     backoff,
                 )
-                await asyncio.sleep(_jitter(backoff))
+                await self._pause(peer, backoff)
                 continue
             failures = 0
             self._sessions[peer] = session
+            self._woken.discard(peer)
             started = loop.time()
             log.info("reverse link to peer %s is up (via %s)", peer, where)
             try:
@@ -179,7 +196,7 @@ class ReverseDialer:
                 why,
                 backoff,
             )
-            await asyncio.sleep(_jitter(backoff))
+            await self._pause(peer, backoff)
 
     async def _dial(self, peer: PeerName, gateways: tuple[Gateway, ...]) -> tuple[MuxSession, str]:
         errors: list[str] = []

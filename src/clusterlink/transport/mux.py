@@ -188,7 +188,9 @@ class MuxSession(asyncio.Protocol):
             if self._on_refused is not None:
                 self._on_refused(self, event)
         elif isinstance(event, PingReceived):
-            if self._health is not None:
+            # Not answered while the peer does not read what we send: a PING flood from a
+            # peer that never reads cannot make us buffer PONGs (it only misses answers).
+            if self._health is not None and not self.is_congested:
                 self.mux.send_pong(event.token, self._health())
         elif isinstance(event, PongReceived):
             pong = self._pings.pop(event.token, None)
