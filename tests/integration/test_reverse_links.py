@@ -8,18 +8,24 @@ drops every inbound connection to it in a network namespace.)
 
 from __future__ import annotations
 
+import contextlib
+import ssl
+
 import pytest
 
 from tests.integration.clients import talk
 from tests.integration.conftest import StartGateway, StartService
 from tests.integration.documents import access_policy, export, import_, peer
 from tests.integration.gateways import Gateway
+from tests.integration.hostile import GOAWAY, read_frames, settings, tls
 from tests.integration.services import echo
 from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 NS = "reverse"
+MAX_LINKS = 8  # links one peer may hold to a gateway; the oldest beyond go
+REVERSE_ALPN = "clusterlink-mux-reverse/1"
 REACH_S = 30.0  # a heartbeat a second, three answers to be reachable, five misses not to be
 
 
@@ -119,3 +125,31 @@ def test_a_link_the_dialled_side_no_longer_wants_is_let_go_and_the_dialler_hears
     line = nat.wait_for_log(r"reverse link to peer hub2 .*ended after")
     assert "does not say dialsIn: true" in line, line
     nat.wait_for_log(r"reverse link to peer hub2 let go: peer hub2 no longer asks")
+
+
+def _goaway_reason(sock: ssl.SSLSocket) -> str | None:
+    """The reason of the GOAWAY the gateway sends on this link, or None if the link ends
+    without one."""
+    sock.sendall(settings(window=256 * 1024))
+    buffer = bytearray()
+    with contextlib.suppress(OSError):
+        for kind, _, payload in read_frames(sock, buffer):
+            if kind == GOAWAY:
+                return payload[4:].decode()
+    return None
+
+
+def test_links_from_a_peer_that_does_not_dial_in_or_past_the_limit_are_closed_with_why(
+    sites: tuple[Gateway, Gateway], start_gateway: StartGateway
+) -> None:
+    hub, nat = sites
+    other = start_gateway("other")  # a Peer of nobody
+    with tls(hub.listen, other.peer_dir, REVERSE_ALPN) as sock:
+        assert _goaway_reason(sock) == "peer hub has no Peer named other"
+
+    links = [tls(hub.listen, nat.peer_dir, REVERSE_ALPN) for _ in range(MAX_LINKS + 1)]
+    with contextlib.ExitStack() as stack:
+        opened = [stack.enter_context(link) for link in links]
+        # the oldest links (nat's own, kept by its gateway, then our first) are let go
+        assert _goaway_reason(opened[0]) == f"more than {MAX_LINKS} links from peer nat"
+    assert hub.process.poll() is None

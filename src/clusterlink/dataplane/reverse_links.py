@@ -16,6 +16,7 @@ other is closed at once with a GOAWAY saying why, so the dialling side can log i
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from clusterlink.controlplane.catalog import Catalog
 from clusterlink.errors import PeerUnreachable
@@ -23,7 +24,10 @@ from clusterlink.ids import PeerName
 from clusterlink.protocol import Health
 from clusterlink.transport.mux import MuxSession
 
-__all__ = ["ReverseLinks"]
+__all__ = ["MAX_LINKS_PER_PEER", "ReverseLinks"]
+
+MAX_LINKS_PER_PEER: Final = 8
+"""One per gateway replica of the dialling peer is what it needs; the oldest beyond this go."""
 
 log = logging.getLogger("clusterlink.reverse")
 
@@ -52,6 +56,8 @@ class ReverseLinks:
     def attach(self, caller: PeerName, session: MuxSession, remote: str) -> None:
         links = [s for s in self._links.get(caller, []) if s.is_open]
         links.append(session)
+        while len(links) > MAX_LINKS_PER_PEER:  # a peer cannot make us hold links without end
+            links.pop(0).drain(f"more than {MAX_LINKS_PER_PEER} links from peer {caller}")
         self._links[caller] = links
         log.info("reverse link from peer %s (%s) is up: %d link(s)", caller, remote, len(links))
 
