@@ -28,19 +28,42 @@ Metrics (labels in brackets):
   by a limit (``dataplane.limits.Limit`` names them).
 - ``clusterlink_connections_open`` [listener], ``clusterlink_handshakes_pending``,
   ``clusterlink_peer_tunnels`` [peer]: the current use of those limits.
+- ``clusterlink_build_info`` [version, python, openssl]: always 1; joins a dashboard's panels
+  to what runs, and tells after an upgrade which gateways still run the old build.
+- ``process_*`` (prometheus_client's ``ProcessCollector``, from ``/proc``): CPU seconds,
+  resident and virtual memory, open and maximum file descriptors, start time. Off ``/proc``
+  (not Linux) the collector yields nothing rather than failing.
 """
 
 from __future__ import annotations
 
+import platform
+import ssl
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["GatewayMetrics", "LimitUsage", "PeerSample", "TunnelLabels", "TunnelSample"]
+from clusterlink import __version__
+
+__all__ = [
+    "GatewayMetrics",
+    "LimitUsage",
+    "PeerSample",
+    "TunnelLabels",
+    "TunnelSample",
+    "build_labels",
+]
 
 TunnelLabels = tuple[str, str, str]  # (direction, resource, peer)
 
@@ -152,6 +175,16 @@ def _gauge(name: str, documentation: str, label: str, values: Mapping[str, int])
     return family
 
 
+def build_labels() -> dict[str, str]:
+    """The labels of ``clusterlink_build_info``: our version, Python's, and the OpenSSL that
+    does the TLS (its version decides ciphers and handshake speed)."""
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "openssl": ssl.OPENSSL_VERSION.split()[1],
+    }
+
+
 class GatewayMetrics:
     def __init__(
         self,
@@ -197,6 +230,9 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.registry.register(_ScrapeTimeCollector(self))
+        ProcessCollector(registry=self.registry)
+        build = Info("clusterlink_build", "What this gateway runs", registry=self.registry)
+        build.info(build_labels())
 
     def tunnel_closed(self, labels: TunnelLabels, bytes_up: int, bytes_down: int) -> None:
         up, down = self.closed_bytes.get(labels, (0, 0))
