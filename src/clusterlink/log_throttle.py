@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 __all__ = ["LogThrottle"]
@@ -49,8 +49,16 @@ class LogThrottle:
         self._clock = clock
         self._windows: dict[str, _Window] = {}
 
-    def log(self, level: int, source: str, message: str, *args: object) -> bool:
-        """Log ``message % args`` unless ``source`` spent its budget; True if it went out."""
+    def log(
+        self,
+        level: int,
+        source: str,
+        message: str,
+        *args: object,
+        extra: Mapping[str, object] | None = None,
+    ) -> bool:
+        """Log ``message % args`` (with ``extra``, as ``logging`` takes it) unless ``source``
+        spent its budget; True if it went out."""
         if not self._logger.isEnabledFor(level):
             return False
         now = self._clock()
@@ -68,7 +76,7 @@ class LogThrottle:
             message += " (%d similar line(s) from %s held back)"
             args = (*args, window.held_back, source)
             window.held_back = 0
-        self._logger.log(level, message, *args)
+        self._logger.log(level, message, *args, extra=extra)
         return True
 
     def _forget(self, now: float) -> None:

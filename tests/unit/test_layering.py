@@ -47,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
         "flows",
         "log_throttle",
+        "logs",
     },
     "dataplane": {
         "errors",
@@ -61,6 +62,7 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
         "flows",
         "log_throttle",
+        "logs",
     },
     "client": {"errors", "ids", "addresses", "api", "certs"},
     "manifests": {"errors", "ids", "api", "certs"},

@@ -42,6 +42,7 @@ from clusterlink.api import Gateway, Peer
 from clusterlink.controlplane.reachability import PEER_REACHABLE, PeerState, Reachability
 from clusterlink.errors import ClusterLinkError, PeerUnreachable, RemoteProtocolError
 from clusterlink.ids import PeerName
+from clusterlink.logs import fields
 from clusterlink.metrics import PeerSample
 from clusterlink.protocol import NEED_DATA, Health, PeerClientConnection, Verdict
 from clusterlink.transport.dial import dial_tls, expect_peer_listener
@@ -390,6 +391,8 @@ class PeerHealth:
         if state.reachability.record(ok):
             state.since = datetime.now(UTC)
             word = "reachable" if state.reachability.reachable else "unreachable"
-            log.warning("peer %s is now %s: %s", peer, word, reason)
+            # INFO: a peer coming and going is the fabric's weather, not this gateway's fault.
+            event = fields(f"peer_{word}", peer=peer, reason=reason or None)
+            log.info("peer %s is now %s: %s", peer, word, reason, extra=event)
             if self._on_change is not None:
                 self._on_change(peer, state)

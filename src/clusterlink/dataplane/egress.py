@@ -15,7 +15,9 @@ byte is read before the tunnel exists):
 Every attempt is logged at INFO with its outcome and counted in
 ``clusterlink_tunnel_attempts_total`` with its peer, so a failover leaves a trace of what it
 skipped; the connection as a whole is counted once in ``clusterlink_connections_total``
-(``peer``: the one that served it, or for a refused connection the one tried last).
+(``peer``: the one that served it, or for a refused connection the one tried last). Its
+refusal is INFO when only policies said no, WARNING when no source could answer (a fault).
+Every line carries its facts as fields for ``--log-format json`` (``logs.fields``).
 
 The decisions are pure calls into ``controlplane``; this module only sequences them and owns
 nothing but the load balancer's rotation. Sockets are the listener's and the connector's.
@@ -29,7 +31,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from clusterlink.addresses import format_peername
 from clusterlink.api import Gateway, Import, ImportSource
@@ -47,6 +49,7 @@ from clusterlink.dataplane.tunnels import TunnelInfo, TunnelRegistry
 from clusterlink.errors import ClusterLinkError, PeerUnreachable, TunnelRefused
 from clusterlink.flows import FlowRecord
 from clusterlink.ids import NamespacedName, PeerName
+from clusterlink.logs import fields
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.policy import Decision
 from clusterlink.protocol import ExportRef
@@ -114,6 +117,7 @@ class _Connection:
     imp: Import
     src: Mapping[str, str]  # the client's attributes
     what: str  # "import=... client=...", the log lines' subject
+    client: str  # the client's address, host:port
     failures: list[_Failure]
 
 
@@ -153,16 +157,19 @@ class Egress:
         transport = client.transport
         peername = transport.get_extra_info("peername")
         client_ip = peername[0] if peername else "?"
-        what = f"import={key} client={format_peername(peername)}"
+        client_text = format_peername(peername)
+        what = f"import={key} client={client_text}"
         snapshot = self.catalog.snapshot
         imp = snapshot.imports.get(key)
         if imp is None:
-            log.info("egress refused %s: the import was deleted", what)
+            why = "the import was deleted"
+            event = _fields("tunnel_refused", key, client_text, decision="failed", reason=why)
+            log.info("egress refused %s: %s", what, why, extra=event)
             self.metrics.connections.labels("egress", str(key), "", "failed").inc()
             await client.reset_when_heard(self.refuse_grace_s)
             return
         src = egress_source_attributes(self.local, client_ip, self.identify(client_ip))
-        walk = _Connection(snapshot, imp, src, what, [])
+        walk = _Connection(snapshot, imp, src, what, client_text, [])
         order = self.balancer.order(key, imp.spec.sources, imp.spec.lb_scheme, self._try_last)
         for source in order:
             opened = await self._attempt(walk, source)
@@ -172,12 +179,24 @@ class Egress:
             if client.is_lost:
                 tunnel.abort()
                 self.limits.peer_tunnels.give_back(source.peer)
-                log.info("egress abandoned %s: the client left during set-up", what)
+                why = "the client left during set-up"
+                event = _fields("tunnel_abandoned", key, client_text, source, reason=why)
+                log.info("egress abandoned %s: %s", what, why, extra=event)
                 self._count(key, source.peer, "abandoned")
                 return
             mode = "mux" if isinstance(tunnel, StreamTransport) else "basic"
             target = describe(source)
-            log.info("egress allowed %s source=%s mode=%s: %s", what, target, mode, decision)
+            event = _fields(
+                "tunnel_opened",
+                key,
+                client_text,
+                source,
+                decision="allowed",
+                policy=decision.decided_by,
+            )
+            log.info(
+                "egress allowed %s source=%s mode=%s: %s", what, target, mode, decision, extra=event
+            )
             setup_s = asyncio.get_running_loop().time() - client.accepted_at
             flow = self.tunnels.flows.add(
                 FlowRecord(
@@ -203,6 +222,7 @@ class Egress:
                         _allows, key=key, source=source, src=src, peers=self.peers
                     ),
                     flow=flow,
+                    export=f"{source.export_namespace}/{source.export_name}",
                 ),
             )
             relay.start(to_client=early)
@@ -211,9 +231,22 @@ class Egress:
             return
         failures = walk.failures
         reasons = "; ".join(f"{describe(f.source)}: {f.reason}" for f in failures)
-        log.info("egress refused %s: %s", what, reasons or "the import has no source")
         only_denials = bool(failures) and all(f.outcome is Outcome.DENIED for f in failures)
         last_peer = failures[-1].source.peer if failures else ""
+        why = reasons or "the import has no source"
+        event = _fields(
+            "tunnel_refused",
+            key,
+            client_text,
+            failures[-1].source if failures else None,
+            decision="denied" if only_denials else "failed",
+            policy=next((f.policy for f in failures if f.policy), None),
+            reason=why,
+        )
+        # A refusal by policy is the product working (INFO); no source that could answer is a
+        # fault someone has to look at (WARNING).
+        level = logging.INFO if only_denials else logging.WARNING
+        log.log(level, "egress refused %s: %s", what, why, extra=event)
         self._count(key, last_peer, "denied" if only_denials else "failed")
         self.tunnels.flows.add(
             FlowRecord(
@@ -223,7 +256,7 @@ class Egress:
                 client=format_peername(peername),
                 decision="denied" if only_denials else "failed",
                 policy=next((f.policy for f in failures if f.policy), ""),
-                reason=reasons or "the import has no source",
+                reason=why,
             )
         )
         await client.reset_when_heard(self.refuse_grace_s)
@@ -267,12 +300,22 @@ class Egress:
         """Log and count a failed attempt; the walk goes on with the next source."""
         walk.failures.append(failure)
         self._count_attempt(walk.imp, failure.source.peer, failure.outcome)
+        event = _fields(
+            "tunnel_attempt_failed",
+            walk.imp.metadata.key,
+            walk.client,
+            failure.source,
+            decision="denied" if failure.outcome is Outcome.DENIED else "failed",
+            policy=failure.policy or None,
+            reason=f"{failure.outcome.value}: {failure.reason}",
+        )
         log.info(
             "egress attempt %s source=%s: %s (%s)",
             walk.what,
             describe(failure.source),
             failure.outcome.value.replace("_", " "),
             failure.reason,
+            extra=event,
         )
 
     async def _open(
@@ -348,6 +391,30 @@ class _Release:
     def __call__(self) -> None:
         self.slots.give_back()
         self.limits.peer_tunnels.give_back(self.peer)
+
+
+def _fields(
+    event: str,
+    key: NamespacedName,
+    client: str,
+    source: ImportSource | None = None,
+    *,
+    decision: str | None = None,
+    policy: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The JSON fields of an egress log line (``logs.fields``)."""
+    return fields(
+        event,
+        direction="egress",
+        import_=str(key),
+        export=f"{source.export_namespace}/{source.export_name}" if source else None,
+        peer=source.peer if source else None,
+        client=client,
+        decision=decision,
+        policy=policy,
+        reason=reason,
+    )
 
 
 def describe(source: ImportSource) -> str:

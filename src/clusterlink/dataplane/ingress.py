@@ -14,8 +14,10 @@ Nothing from the caller reaches the service before the ``200``. The decisions ar
 into ``controlplane``; this module sequences them and dials the service, nothing else (the
 connections from other gateways are the peer listener's). One log line per refused or opened
 tunnel (rate-limited per caller: decisions are an audit trail, so their budget is large), and
-one when it ends (``tunnels``). A refused Peer still gets its heartbeats answered: they reveal
-only name and labels, and tell the caller that it is not peered here.
+one when it ends (``tunnels``), each with its facts as fields for ``--log-format json``: INFO,
+but WARNING when the service cannot be reached (a fault here, not a decision). A refused Peer
+still gets its heartbeats answered: they reveal only name and labels, and tell the caller that
+it is not peered here.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from clusterlink.addresses import Address, format_address
 from clusterlink.api import Export
@@ -37,6 +40,7 @@ from clusterlink.errors import ClusterLinkError, ValidationError
 from clusterlink.flows import FlowRecord
 from clusterlink.ids import PeerName
 from clusterlink.log_throttle import LogThrottle
+from clusterlink.logs import fields
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.policy import CLIENT_IP
 from clusterlink.protocol import ConnectRequest, ExportRef, Verdict
@@ -107,9 +111,20 @@ class Ingress:
         snapshot = self.catalog.snapshot
         ref = request.export
         resource = str(ref)
-        what = f"peer={caller} export={ref} client={request.attributes.get(CLIENT_IP, '?')}"
-
         client = request.attributes.get(CLIENT_IP, "?")
+        what = f"peer={caller} export={ref} client={client}"
+
+        def event(name: str, decision: str, policy: str = "", reason: str = "") -> dict[str, Any]:
+            return fields(
+                name,
+                direction="ingress",
+                export=resource,
+                peer=caller,
+                client=client,
+                decision=decision,
+                policy=policy or None,
+                reason=reason or None,
+            )
 
         def refused(outcome: str, verdict: Verdict, policy: str = "") -> Verdict:
             metrics.connections.labels("ingress", resource, caller, outcome).inc()
@@ -127,17 +142,26 @@ class Ingress:
             return verdict
 
         if caller not in snapshot.peers:
-            self._log(caller, "ingress denied %s: %s is not a Peer of this gateway", what, caller)
             message = f"peer {caller} is not a Peer of {self.local.name}"
+            extra = event("tunnel_refused", "denied", reason=message)
+            self._log(
+                caller,
+                "ingress denied %s: %s is not a Peer of this gateway",
+                what,
+                caller,
+                extra=extra,
+            )
             return refused("denied", Verdict.denied(message))
         export = snapshot.exports.get(ref.key)
         if export is None:
-            self._log(caller, "ingress refused %s: no such export", what)
+            extra = event("tunnel_refused", "failed", reason="no such export")
+            self._log(caller, "ingress refused %s: no such export", what, extra=extra)
             return refused("not_found", Verdict.not_found(f"no export {ref}"))
         decision = ingress_decision(snapshot, self.local, export, caller, request.attributes)
         metrics.decisions.labels("ingress", decision.action.value, decision.decided_by).inc()
         if not decision.is_allowed:
-            self._log(caller, "ingress denied %s: %s", what, decision)
+            extra = event("tunnel_refused", "denied", decision.decided_by, str(decision))
+            self._log(caller, "ingress denied %s: %s", what, decision, extra=extra)
             message = f"denied by the ingress policy of peer {self.local.name}"
             return refused("denied", Verdict.denied(message), decision.decided_by)
         peer_tunnels = self.limits.peer_tunnels
@@ -150,12 +174,26 @@ class Ingress:
                 Limit.MAX_CONNECTIONS_PER_PEER, caller, "ingress refused %s: %s", what, message
             )
             return refused("overloaded", Verdict.overloaded(message))
+
+        def failed(exc: ClusterLinkError) -> Verdict:
+            """The service could not be found or reached: a fault here, so WARNING."""
+            peer_tunnels.give_back(caller)
+            extra = event("tunnel_refused", "failed", decision.decided_by, str(exc))
+            self._log(
+                caller,
+                "ingress failed %s (%s): %s",
+                what,
+                decision,
+                exc,
+                extra=extra,
+                level=logging.WARNING,
+            )
+            return refused("unreachable", Verdict.unreachable(str(exc)))
+
         try:
             service_addr = self.locate(export)
         except ClusterLinkError as exc:
-            peer_tunnels.give_back(caller)
-            self._log(caller, "ingress failed %s (%s): %s", what, decision, exc)
-            return refused("unreachable", Verdict.unreachable(str(exc)))
+            return failed(exc)
         try:
             service = await dial_tcp(
                 service_addr,
@@ -164,20 +202,33 @@ class Ingress:
                 what=f"service of export {ref}",
             )
         except ClusterLinkError as exc:
-            peer_tunnels.give_back(caller)
-            self._log(caller, "ingress failed %s (%s): %s", what, decision, exc)
-            return refused("unreachable", Verdict.unreachable(str(exc)))
+            return failed(exc)
         except BaseException:  # cancelled: the caller's connection is gone
             peer_tunnels.give_back(caller)
             raise
-        log.info("ingress allowed %s service=%s: %s", what, format_address(service_addr), decision)
+        log.info(
+            "ingress allowed %s service=%s: %s",
+            what,
+            format_address(service_addr),
+            decision,
+            extra=event("tunnel_opened", "allowed", decision.decided_by),
+        )
         return OpenedTunnel(service, caller, request, what, started, decision.decided_by)
 
     def abandon(self, opened: OpenedTunnel) -> None:
         """An opened tunnel whose caller left before it could be answered."""
         opened.service.abort()
         self.limits.peer_tunnels.give_back(opened.caller)
-        log.info("ingress abandoned %s: the caller left during set-up", opened.what)
+        why = "the caller left during set-up"
+        extra = fields(
+            "tunnel_abandoned",
+            direction="ingress",
+            export=str(opened.request.export),
+            peer=opened.caller,
+            client=opened.request.attributes.get(CLIENT_IP, "?"),
+            reason=why,
+        )
+        log.info("ingress abandoned %s: %s", opened.what, why, extra=extra)
 
     def relay(self, tunnel: asyncio.Transport, opened: OpenedTunnel, early: bytes = b"") -> None:
         """Relay an answered tunnel to its service (``early``: the caller's bytes that came
@@ -245,5 +296,12 @@ class Ingress:
             return False
         return ingress_decision(snapshot, self.local, export, caller, claimed).is_allowed
 
-    def _log(self, caller: PeerName, message: str, *args: object) -> None:
-        self._decisions.log(logging.INFO, caller, message, *args)
+    def _log(
+        self,
+        caller: PeerName,
+        message: str,
+        *args: object,
+        extra: dict[str, Any],
+        level: int = logging.INFO,
+    ) -> None:
+        self._decisions.log(level, caller, message, *args, extra=extra)

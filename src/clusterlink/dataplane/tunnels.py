@@ -20,12 +20,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from clusterlink.controlplane.catalog import Catalog, Snapshot
 from clusterlink.dataplane.limits import Limit
 from clusterlink.dataplane.relay import Relay, RelayResult
 from clusterlink.flows import FlowLog, FlowRecord
+from clusterlink.logs import fields
 from clusterlink.metrics import GatewayMetrics, TunnelSample
 
 __all__ = ["TunnelInfo", "TunnelRegistry"]
@@ -48,6 +49,7 @@ class TunnelInfo:
     release: Callable[[], None]  # gives back the slots the tunnel holds
     still_allowed: Callable[[Snapshot], bool]  # would the current resources open it now?
     flow: FlowRecord | None = None  # its record in the flow log, finished when it ends
+    export: str = ""  # egress: the export the tunnel reaches, ``namespace/name``
 
 
 class TunnelRegistry:
@@ -102,6 +104,7 @@ class TunnelRegistry:
                 result.bytes_down,
                 duration_s,
                 f" error={result.error!r}" if result.error else "",
+                extra=_closed_fields(info, result, duration_s),
             )
 
         relay = Relay(client, service, on_close=closed, labels=labels)
@@ -152,3 +155,20 @@ class TunnelRegistry:
                 await self._sweeper
         for relay in list(self._relays):
             relay.close("gateway shutting down")
+
+
+def _closed_fields(info: TunnelInfo, result: RelayResult, duration_s: float) -> dict[str, Any]:
+    """The JSON fields of a tunnel's closing line (``logs.fields``)."""
+    is_egress = info.direction == "egress"
+    return fields(
+        "tunnel_closed",
+        direction=info.direction,
+        import_=info.resource if is_egress else None,
+        export=(info.export or None) if is_egress else info.resource,
+        peer=info.peer,
+        client=info.flow.client if info.flow is not None else None,
+        bytes_up=result.bytes_up,
+        bytes_down=result.bytes_down,
+        duration_s=duration_s,
+        reason=result.error or None,
+    )
