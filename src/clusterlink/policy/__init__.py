@@ -31,6 +31,7 @@ from .attributes import (
     source_attributes,
 )
 from .decisions import DEFAULT_DENY, Action, Decision
+from .explain import Explanation, Tier, TierTrace, explain
 from .policies import Policy
 from .policyset import PolicySet
 from .selectors import Operator, Requirement, Selector
@@ -52,13 +53,17 @@ __all__ = [
     "Attributes",
     "ClientIdentity",
     "Decision",
+    "Explanation",
     "Operator",
     "Policy",
     "PolicySet",
     "Requirement",
     "Selector",
     "Side",
+    "Tier",
+    "TierTrace",
     "destination_attributes",
+    "explain",
     "key_problem",
     "source_attributes",
 ]

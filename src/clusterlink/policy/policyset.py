@@ -81,6 +81,20 @@ class PolicySet:
                     return decision
         return Decision.default_deny()
 
+    def tiers(self, namespace: str) -> tuple[tuple[Policy, ...], ...]:
+        """The policies that apply in ``namespace``, tier by tier in the order ``decide``
+        walks them (privileged deny, privileged allow, deny, allow), so that an explanation
+        follows the very same order."""
+        return tuple(
+            tuple(policy for policy, _ in tier)
+            for tier in (
+                self._privileged_deny,
+                self._privileged_allow,
+                self._deny_by_namespace.get(namespace, ()),
+                self._allow_by_namespace.get(namespace, ()),
+            )
+        )
+
     def depends_on_client_attributes(self) -> bool:
         """Whether some policy's ``from`` selects on attributes, as in the original.
 
