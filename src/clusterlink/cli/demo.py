@@ -272,7 +272,7 @@ def demo(
 ) -> None:
     """Fabric + two gateways + a local service, on loopback: a denied connection, an allow
     policy, data flowing, clean-up."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # a line is never cut in two
     started = time.monotonic()
     with _workdir(workdir) as path:
         run = _Demo(path, console)
