@@ -1,13 +1,15 @@
 """A few-second run of the whole benchmark, so that the harness cannot rot unnoticed.
 
 It runs ``python -m bench run`` on loopback with tiny durations and 50 idle tunnels, and checks
-only that every setup produced every number and that the files were written. It judges no
+that every setup produced every number (the tunnel's CPU time plausible: some for moving
+bytes, never more than the machine's cores had) and that the files were written. It judges no
 speed and compares no ratio: those depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +23,8 @@ SETUPS = ("direct", "stunnel", "haproxy", "clusterlink")
 TUNNELS = SETUPS[1:]
 IDLE_TUNNELS = 50
 RUN_TIMEOUT_S = 240
+CORES = os.cpu_count() or 1
+CPU_TICK_SLACK_S = 0.1  # /proc counts CPU in clock ticks (10 ms), per process and field
 
 missing = [tool for tool in ("gcc", "iperf3", "stunnel4", "haproxy") if not shutil.which(tool)]
 pytestmark = pytest.mark.skipif(
@@ -74,7 +78,14 @@ def test_tunnels_report_cpu_memory_and_pass_the_mtls_check(
     by_setup = _results(smoke_run)["topologies"]["loopback"]
     for setup in TUNNELS:
         outcome = by_setup[setup]
-        assert outcome["summary"]["tunnel_cpu_s"] >= 0, setup
+        workloads = outcome["workloads"]
+        for streams in ("throughput-1", "throughput-8"):  # a second of bytes through TLS
+            assert workloads[streams]["tunnel_cpu_s"] > 0, (setup, streams)
+        for name, result in workloads.items():  # no more CPU than the machine had meanwhile
+            bound_s = result["wall_s"] * CORES + CPU_TICK_SLACK_S
+            assert 0 <= result["tunnel_cpu_s"] <= bound_s, (setup, name, result)
+        total = sum(result["tunnel_cpu_s"] for result in workloads.values())
+        assert outcome["summary"]["tunnel_cpu_s"] == pytest.approx(total), setup
         assert outcome["summary"]["tunnel_peak_rss_kib"] > 0, setup
         assert "rss_per_tunnel_kib" in outcome["workloads"]["idle-tunnels"], setup
         assert outcome["mtls_check"]["stranger's certificate"].startswith("refused"), setup

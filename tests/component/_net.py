@@ -104,7 +104,7 @@ async def until(predicate: Callable[[], bool], *, timeout_s: float = WAIT_S) -> 
     async with asyncio.timeout(timeout_s):
         # The state polled belongs to the code under test, which offers no event to wait on.
         while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # the poll's own interval
 
 
 class Endpoint(asyncio.Protocol):

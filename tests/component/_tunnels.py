@@ -103,7 +103,7 @@ class _ParkedSide:
         async with asyncio.timeout(WAIT_S):
             while not done():
                 self.parked.transport.resume_reading()  # Parked pauses again on every chunk
-                await asyncio.sleep(0.001)
+                await asyncio.sleep(0.001)  # the poll's own interval
 
     def parts(self) -> list[object]:
         return list(self.layers)

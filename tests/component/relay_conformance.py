@@ -347,7 +347,7 @@ async def check_a_slow_reader_stops_the_relay_reading_instead_of_buffering(join:
         # ... and stays stopped. What is checked is that nothing happens, so there is no
         # event to wait for: a stretch of time in which no byte may move.
         moved = relay.up.n_bytes
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # an absence check, not a wait
         assert relay.up.n_bytes == moved < len(data)
         assert not sender.done()
         assert tunnel.client.is_write_paused

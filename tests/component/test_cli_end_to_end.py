@@ -69,7 +69,7 @@ def gateway(peers: dict[str, Path]) -> Iterator[dict[str, Any]]:
     try:
         deadline, info = time.monotonic() + 20, None
         while not info and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.1)  # the poll's own interval, bounded by the deadline above
             info = read_json(info_file)
         assert info, f"no gateway.json; exit {process.poll()}: {log_file.read_text()}"
         yield info

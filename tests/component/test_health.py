@@ -242,7 +242,7 @@ async def test_deleted_peers_are_forgotten_and_no_longer_beaten(
     assert watcher.health.status_of("b") is None
     assert not watcher.health.is_unreachable("b")
     answered = gateway_b.n_heartbeats
-    await asyncio.sleep(0.1)  # five intervals
+    await asyncio.sleep(0.1)  # an absence: five intervals in which no beat may come
     assert gateway_b.n_heartbeats <= answered + 1  # at most the beat already on the wire
 
 

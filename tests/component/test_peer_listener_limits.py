@@ -160,7 +160,7 @@ def test_pipelined_heartbeats_from_a_caller_that_reads_nothing_stop_being_read(
                 last = -1
                 while b.health_answers != last:
                     last = b.health_answers
-                    await asyncio.sleep(0.5)
+                    await asyncio.sleep(0.5)  # settled: no answer for half a second
 
             await asyncio.wait_for(answered_settles(), timeout=20)
             assert 0 < b.health_answers < requests // 2

@@ -56,11 +56,14 @@ class _HeldTLSLayer(TLSLayer):
 @dataclass
 class Gateway:
     """Peer b's TLS server: one ``Endpoint`` per accepted connection. While ``holding``, new
-    connections get a ``_HeldTLSLayer`` (listed in ``held``)."""
+    connections get a ``_HeldTLSLayer`` (listed in ``held``). ``dials`` and ``failed_dials``
+    count what the pool asked for, so a test can tell when every dial has come to its end."""
 
     fabric: Fabric
     port: int = 0
     ends: list[Endpoint] = field(default_factory=list)
+    dials: int = 0
+    failed_dials: int = 0
     holding: bool = False
     held: list[_HeldTLSLayer] = field(default_factory=list)
 
@@ -78,7 +81,12 @@ class Gateway:
 
     async def dial(self, app: asyncio.Protocol) -> TLSLayer:
         """What the connector gives its pools: dial b and verify it is b."""
-        return await dial_b(self.port, app, self.fabric.client(), what="peer b gateway")
+        self.dials += 1  # counted as the pool calls, before the first await
+        try:
+            return await dial_b(self.port, app, self.fabric.client(), what="peer b gateway")
+        except PeerUnreachable:
+            self.failed_dials += 1
+            raise
 
     async def end_of(self, layer: TLSLayer) -> Endpoint:
         """The server's end of the connection ``layer`` is the client's end of (in TLS 1.3
@@ -114,10 +122,14 @@ async def take(pool: WarmPool) -> tuple[TLSLayer, bool, Endpoint]:
 
 
 async def settled(gateway: Gateway, pool: WarmPool, idle: int) -> None:
-    """Wait until the pool holds ``idle`` connections and every dial reached the server."""
+    """Wait until the pool holds ``idle`` connections and every dial reached the server.
+
+    The refill stops in the same step in which it reaches ``idle``: a dial too many would
+    already be counted in ``gateway.dials``, so once every counted dial has reached the
+    server, ``gateway.ends`` is all there will be."""
     await until(lambda: pool.idle_count == idle)
+    await until(lambda: len(gateway.ends) == gateway.dials)
     await until(lambda: all(e.made.done() for e in gateway.ends))
-    await asyncio.sleep(0.02)  # room for a dial too many, which must not come
 
 
 async def works(gateway: Gateway, layer: TLSLayer, app: Endpoint) -> None:
@@ -133,8 +145,10 @@ def test_a_pool_nobody_took_from_dials_nothing(run: Run, fabric: Fabric) -> None
     async def scenario() -> None:
         gateway = await started(fabric)
         pool = WarmPool(gateway.dial, size=2)
+        # An absence: no event can say "it will never dial", so a stretch of loop turns in
+        # which a dial, had one started, would have been counted and reached the server.
         await asyncio.sleep(0.02)
-        assert (pool.idle_count, len(gateway.ends)) == (0, 0)
+        assert (pool.idle_count, gateway.dials, len(gateway.ends)) == (0, 0, 0)
         pool.close()
 
     run(scenario())
@@ -169,7 +183,7 @@ def test_a_stale_idle_connection_is_closed_not_handed_out(run: Run, fabric: Fabr
         pool = WarmPool(gateway.dial, size=1, max_idle_s=0.05)
         first, _, _ = await take(pool)
         await settled(gateway, pool, idle=1)
-        await asyncio.sleep(0.06)  # the idle one is now older than max_idle_s
+        await asyncio.sleep(0.06)  # a clock expiry: the idle one is now older than max_idle_s
 
         second, was_warm, app = await take(pool)
         assert not was_warm
@@ -264,7 +278,8 @@ def test_an_unreachable_gateway_fails_the_take_and_the_refill_quietly(
         pool = WarmPool(gateway.dial, size=2)
         with pytest.raises(PeerUnreachable, match=r"peer b gateway at 127\.0\.0\.1:1"):
             await take(pool)
-        await asyncio.sleep(0.02)  # the background refill fails too, and says nothing
+        # The background refill fails too (the take's dial and the refill's), and says nothing.
+        await until(lambda: gateway.failed_dials == gateway.dials == 2)
         assert pool.idle_count == 0
         pool.close()
         await asyncio.sleep(0)

@@ -15,7 +15,11 @@ TLS side of a tunnel by the relay conformance checks (test_relay.py, kinds ``tcp
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import socket
 import ssl
+import struct
+import termios
 from dataclasses import dataclass
 
 import pytest
@@ -47,6 +51,23 @@ class Pair:
     server: Endpoint
     client_layer: TLSLayer
     server_layer: TLSLayer
+
+
+TCP_CLOSE_WAIT = 8  # tcp_states.h: the other side's FIN has arrived
+
+
+def unacknowledged_bytes(layer: TLSLayer) -> int:
+    """What ``layer`` wrote that the other side's kernel has not yet taken: its transport's
+    buffer and its socket's send queue (SIOCOUTQ). Zero: all of it is in the other socket."""
+    raw = layer.raw
+    queue = fcntl.ioctl(raw.get_extra_info("socket").fileno(), termios.TIOCOUTQ, bytes(4))
+    return raw.get_write_buffer_size() + int(struct.unpack("i", queue)[0])
+
+
+def tcp_state(layer: TLSLayer) -> int:
+    """The kernel's TCP state of ``layer``'s socket (``TCP_INFO``'s first byte)."""
+    info = layer.raw.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    return int(info[0])
 
 
 async def tls_pair(fabric: Fabric, client: Endpoint, server: Endpoint) -> Pair:
@@ -128,7 +149,7 @@ def test_paused_reader_stops_delivery_and_back_pressure_reaches_the_writer(
 
         await until(lambda: pair.client.is_write_paused)
         stalled_at = pair.client_layer.raw.get_write_buffer_size()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # an absence: a stretch in which nothing may be delivered
         assert pair.server.received == b""  # nothing delivered while paused
         assert not pair.server_layer.raw.is_reading()  # the socket itself is not read
         assert pair.client.is_write_paused
@@ -181,7 +202,7 @@ def test_data_and_close_notify_that_arrive_while_paused_are_delivered_on_resume(
         data = pattern(100_000, 6)
         await pair.server.send(data)
         pair.server.transport.write_eof()
-        await asyncio.sleep(0.05)  # let it all reach the client's socket
+        await until(lambda: unacknowledged_bytes(pair.server_layer) == 0)  # in the client's socket
         assert not pair.client.eof.is_set()
         pair.client.transport.resume_reading()
         assert await pair.client.read_to_eof() == data
@@ -335,10 +356,10 @@ def test_tcp_end_without_close_notify_is_a_reset_not_an_eof(
     async def scenario() -> None:
         pair = await tls_pair(fabric, Endpoint(paused=paused), Endpoint())
         await pair.server.send(b"partial ans")
-        await asyncio.sleep(0.01)
+        await until(lambda: unacknowledged_bytes(pair.server_layer) == 0)  # the bytes arrived
         pair.server_layer.raw.close()  # TCP FIN, but no close_notify: a truncation
         if paused:
-            await asyncio.sleep(0.05)
+            await until(lambda: tcp_state(pair.client_layer) == TCP_CLOSE_WAIT)  # so did the FIN
             pair.client.release()
         exc = await pair.client.wait_lost()
         assert isinstance(exc, ConnectionResetError)

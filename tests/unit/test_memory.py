@@ -20,13 +20,24 @@ def test_the_returner_trims_only_after_tunnels_closed(monkeypatch: pytest.Monkey
     closed = [0]
 
     async def scenario() -> None:
-        task = asyncio.create_task(
-            return_free_memory_after_tunnels(lambda: closed[0], interval_s=0.01)
-        )
-        await asyncio.sleep(0.05)
+        looks: asyncio.Queue[None] = asyncio.Queue()
+
+        def closed_count() -> int:
+            looks.put_nowait(None)  # the returner looked: it trims, if at all, before it sleeps
+            return closed[0]
+
+        async def looked(times: int) -> None:
+            async with asyncio.timeout(5):
+                for _ in range(times):
+                    await looks.get()
+
+        task = asyncio.create_task(return_free_memory_after_tunnels(closed_count, interval_s=0.01))
+        await looked(4)  # the first look and three more
         assert calls == []  # nothing closed: nothing to give back
         closed[0] = 3
-        await asyncio.sleep(0.05)
+        await looked(1)
+        assert calls == [0]  # the three closed are given back at the next look
+        await looked(3)
         assert calls == [0]  # once for the three, not once per look
         task.cancel()
 

@@ -1165,9 +1165,20 @@ def test_a_memoryview_payload_is_sent_as_given() -> None:
 # -- fuzz ----------------------------------------------------------------------------------------
 
 
+def _assert_refusal_status(error: RemoteProtocolError) -> None:
+    """As in the basic mode, a stream refused for what the peer sent is a 4xx (its fault),
+    never a 5xx; the one 5xx is the stream limit (503, overloaded: try elsewhere)."""
+    if error.reason == "overloaded":
+        assert error.status == 503, error
+    else:
+        assert 400 <= error.status < 500, (error.status, error.reason, str(error))
+
+
 def _drive_server(chunks: Sequence[bytes]) -> None:
-    """As ``MuxSession`` does: answer each request, consume and echo data, end when ended."""
+    """As ``MuxSession`` does: answer each request, consume and echo data, end when ended.
+    Every refusal the layer makes has a 4xx status, and goes out as a VERDICT with it."""
     conn = MuxConnection(client_side=False, settings=MuxSettings(max_concurrent_streams=4))
+    refused: dict[int, int] = {}  # stream -> the status its VERDICT must carry
     try:
         for chunk in [peer_settings(client_side=False), *chunks]:
             for event in conn.receive_data(chunk):
@@ -1178,16 +1189,20 @@ def _drive_server(chunks: Sequence[bytes]) -> None:
                         sid, Verdict.allow() if sid % 4 == 1 else Verdict.denied("no")
                     )
                 elif isinstance(event, StreamRefused):
-                    assert 400 <= event.error.status < 500
+                    _assert_refusal_status(event.error)
+                    refused[event.stream_id] = event.error.status
                 elif isinstance(event, StreamData):
                     assert isinstance(event.data, memoryview)
                     conn.consumed(event.stream_id, event.flow_bytes)
                     conn.send_data(event.stream_id, event.data)
                 elif isinstance(event, StreamEnded):
                     conn.end_stream(event.stream_id)
-            joined(conn)
-    except RemoteProtocolError:
-        pass
+            for kind, sid, payload in parse_frames(joined(conn)):
+                if kind == VERDICT and sid in refused:
+                    assert struct.unpack("!H", payload[:2])[0] == refused.pop(sid), payload
+            assert not refused  # every refusal was answered at once
+    except RemoteProtocolError as exc:
+        assert 400 <= exc.status < 500, (exc.status, exc.reason, str(exc))  # the peer's fault
 
 
 def _drive_client(chunks: Sequence[bytes]) -> None:
@@ -1202,6 +1217,13 @@ def _drive_client(chunks: Sequence[bytes]) -> None:
                 assert isinstance(event, EVENT_TYPES)
                 if isinstance(event, StreamVerdict) and event.verdict.is_allowed:
                     conn.send_data(event.stream_id, b"hello")
+                elif isinstance(event, StreamVerdict):
+                    # A refusal is told as the peer's 4xx or 5xx; any other status it sent
+                    # is the peer's garbage, told as 502 malformed (as in the basic mode).
+                    verdict = event.verdict
+                    assert 400 <= verdict.status <= 599, verdict
+                    if verdict.message.startswith("unexpected status"):
+                        assert (verdict.status, verdict.reason) == (502, "malformed"), verdict
                 elif isinstance(event, StreamData):
                     conn.consumed(event.stream_id, event.flow_bytes)
                 elif isinstance(event, StreamEnded):
@@ -1209,8 +1231,8 @@ def _drive_client(chunks: Sequence[bytes]) -> None:
                 elif isinstance(event, WindowOpened) and conn.can_open_stream:
                     conn.open_stream(DB, {})
             joined(conn)
-    except RemoteProtocolError:
-        pass
+    except RemoteProtocolError as exc:
+        assert exc.reason == "malformed", (exc.status, exc.reason, str(exc))  # blamed on the peer
 
 
 OPEN_PAYLOADS = [
