@@ -35,6 +35,7 @@ from clusterlink.certs import (
     PeerDir,
 )
 from clusterlink.controlplane.admin import AdminServer
+from clusterlink.controlplane.admin_explain import ExplainRoutes
 from clusterlink.controlplane.admin_flows import FlowRoutes
 from clusterlink.controlplane.admin_links import LinkRoutes
 from clusterlink.controlplane.authz import LocalPeer
@@ -263,6 +264,7 @@ class Gateway:
             close_revoked_tunnels=tunnels.close_revoked,
             links=LinkRoutes(desk, linker),
             flows=FlowRoutes(tunnels.flows),
+            explain=ExplainRoutes(catalog, self.local, health),
         )
         # Stopped in reverse order: first no new connections, then the tunnels, then state.
         self._closers += [

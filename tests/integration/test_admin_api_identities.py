@@ -43,6 +43,7 @@ ROUTES = [
     ("GET", "/v1/openapi.json", None, 200),
     ("POST", "/v1/invitations", {"peer": "nobody"}, 200),
     ("POST", "/v1/link", {"token": "not a token"}, 400),
+    ("POST", "/v1/explain", {"import": "default/nosuch", "clientIp": "10.0.0.1"}, 404),
     ("GET", "/v1/nosuch-route", None, 404),
     ("PUT", "/v1/status", None, 405),
 ]

@@ -151,6 +151,7 @@ def test_generated_requests_get_documented_answers(
         "POST /v1/invitations",
         "POST /v1/link",
         "GET /v1/flows",
+        "POST /v1/explain",
     }
     without_input = {"GET /v1/status", "GET /v1/openapi.json"}
     expected = with_input | (without_input if mode is GenerationMode.POSITIVE else set())

@@ -21,6 +21,7 @@ from schemathesis.core.result import Ok
 
 from clusterlink.api import WorkloadSelector
 from clusterlink.controlplane.admin import AdminServer
+from clusterlink.controlplane.admin_explain import ExplainRoutes
 from clusterlink.controlplane.admin_flows import FlowRoutes
 from clusterlink.controlplane.admin_links import LinkRoutes
 from clusterlink.controlplane.openapi import ERROR_REASONS, openapi_document
@@ -44,6 +45,7 @@ def served_routes() -> set[tuple[str, str]]:
         close_revoked_tunnels=nothing,
         links=LinkRoutes(nothing, nothing),
         flows=FlowRoutes(nothing),
+        explain=ExplainRoutes(nothing, nothing, nothing),
     )
     return {
         (route.method, route.resource.canonical)

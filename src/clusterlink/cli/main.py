@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
-from clusterlink.cli import demo, deploy, fabric, gateway, join, manage, observe, rotate
+from clusterlink.cli import demo, deploy, explain, fabric, gateway, join, manage, observe, rotate
 from clusterlink.cli.context import PEER_DIR_ENV, Globals, OneLineErrors, address_option
 
 __all__ = ["app", "run"]
@@ -78,6 +78,7 @@ app.command()(join.invite)
 app.command()(join.link)
 app.command()(observe.flows)
 app.command()(observe.dashboard)
+app.command()(explain.explain)
 app.command()(demo.demo)
 
 

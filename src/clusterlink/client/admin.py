@@ -216,6 +216,11 @@ class AdminClient:
             params["limit"] = str(limit)
         return self._call("GET", "/v1/flows", params=params)
 
+    def explain(self, body: Document) -> Document:
+        """Which policy would decide a connection, tier by tier (``POST /v1/explain``):
+        ``body`` has ``import`` (and ``clientIp``...) or ``export`` and ``peer``."""
+        return self._call("POST", "/v1/explain", body=body)
+
     # Defined last: inside the class body, later annotations would see this method as `list`.
     def list(self, kind: str, namespace: str | None = None) -> list[Document]:
         """Every resource of ``kind`` in ``namespace``, or in all namespaces if None."""

@@ -10,7 +10,8 @@ client retrying in a loop cannot flood the log.
 The TLS handshake is ours (``transport.tls.TLSLayer`` under aiohttp), not asyncio's: asyncio
 drops a failed server handshake silently, and an operator needs to see why a client was refused.
 
-The routes that join sites (``invite``, ``link``) live in ``admin_links``; the rest are here.
+The routes that join sites (``invite``, ``link``) live in ``admin_links``, the flow records in
+``admin_flows``, ``explain`` in ``admin_explain``; the rest are here.
 
 Errors leave as JSON ``{reason, message, field?}`` with the status of docs/admin-api.md, for
 unknown routes and methods too; a ``ClusterLinkError`` is mapped in one place (``_errors``),
@@ -36,6 +37,7 @@ from clusterlink import __version__
 from clusterlink.addresses import format_address
 from clusterlink.api import Import, ImportStatus, Peer, Resource, ResourceKey, to_dict, with_status
 from clusterlink.certs import admin_peer_of, peer_name_of
+from clusterlink.controlplane.admin_explain import ExplainRoutes
 from clusterlink.controlplane.admin_flows import FlowRoutes
 from clusterlink.controlplane.admin_input import (
     parse_close_tunnels,
@@ -122,6 +124,7 @@ class AdminServer:
         close_revoked_tunnels: Callable[[], int],
         links: LinkRoutes,
         flows: FlowRoutes,
+        explain: ExplainRoutes,
         handshake_timeout_s: float = 5.0,
     ) -> None:
         self.local_name = local_name
@@ -150,6 +153,7 @@ class AdminServer:
                 web.get("/v1/openapi.json", self.openapi),
                 *links.routes(),
                 *flows.routes(),
+                *explain.routes(),
             ]
         )
 

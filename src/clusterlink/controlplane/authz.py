@@ -31,7 +31,9 @@ __all__ = [
     "ClientIdentity",
     "LocalPeer",
     "egress_decision",
+    "egress_destination",
     "egress_source_attributes",
+    "ingress_attributes",
     "ingress_decision",
 ]
 
@@ -64,6 +66,19 @@ def egress_source_attributes(
     )
 
 
+def egress_destination(
+    imp: Import, source: ImportSource, target_peer_labels: Mapping[str, str]
+) -> dict[str, str]:
+    """The destination of an egress decision (also what ``explain`` shows)."""
+    return destination_attributes(
+        export_name=source.export_name,
+        export_namespace=source.export_namespace,
+        export_labels=imp.metadata.labels,
+        peer_name=source.peer,
+        peer_labels=target_peer_labels,
+    )
+
+
 def egress_decision(
     snapshot: Snapshot,
     imp: Import,
@@ -71,14 +86,23 @@ def egress_decision(
     src: Mapping[str, str],
     target_peer_labels: Mapping[str, str],
 ) -> Decision:
-    dst = destination_attributes(
-        export_name=source.export_name,
-        export_namespace=source.export_namespace,
-        export_labels=imp.metadata.labels,
-        peer_name=source.peer,
-        peer_labels=target_peer_labels,
-    )
+    dst = egress_destination(imp, source, target_peer_labels)
     return snapshot.policies.decide(src, dst, imp.metadata.namespace)
+
+
+def ingress_attributes(
+    local: LocalPeer, export: Export, caller: str, claimed: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(source, destination) of an ingress decision (also what ``explain`` shows)."""
+    src = {**claimed, PEER_NAME: caller}
+    dst = destination_attributes(
+        export_name=export.metadata.name,
+        export_namespace=export.metadata.namespace,
+        export_labels=export.metadata.labels,
+        peer_name=local.name,
+        peer_labels=local.labels,
+    )
+    return src, dst
 
 
 def ingress_decision(
@@ -88,12 +112,5 @@ def ingress_decision(
     caller: str,
     claimed: Mapping[str, str],
 ) -> Decision:
-    src = {**claimed, PEER_NAME: caller}
-    dst = destination_attributes(
-        export_name=export.metadata.name,
-        export_namespace=export.metadata.namespace,
-        export_labels=export.metadata.labels,
-        peer_name=local.name,
-        peer_labels=local.labels,
-    )
+    src, dst = ingress_attributes(local, export, caller, claimed)
     return snapshot.policies.decide(src, dst, export.metadata.namespace)

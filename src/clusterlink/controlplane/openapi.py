@@ -31,6 +31,7 @@ from clusterlink.api import KINDS, plural
 from clusterlink.api.names import NamespaceName, ResourceName
 from clusterlink.controlplane.admin_input import BODY_FIELDS
 from clusterlink.controlplane.admin_links import InviteBody, LinkBody
+from clusterlink.controlplane.openapi_explain import explain_paths, explain_schemas
 from clusterlink.controlplane.openapi_parts import (
     NULLABLE_STRING,
     REF,
@@ -335,6 +336,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 },
             },
             **link_and_flow_paths(),
+            **explain_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -345,7 +347,12 @@ def openapi_document(version: str) -> dict[str, Any]:
             },
         },
         "components": {
-            "schemas": {**_document_schemas(), **_envelopes(), **flow_schemas()},
+            "schemas": {
+                **_document_schemas(),
+                **_envelopes(),
+                **flow_schemas(),
+                **explain_schemas(),
+            },
             "parameters": _parameters(),
             "securitySchemes": {
                 "adminCertificate": {
