@@ -14,7 +14,8 @@ naming it, not a made-up trace; a source whose Peer is not defined here is repor
 
 from __future__ import annotations
 
-from typing import Any, Self
+from collections.abc import Mapping
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,6 +37,7 @@ from clusterlink.policy import Explanation, explain, source_attributes
 
 __all__ = ["ExplainBody", "ExplainRoutes"]
 
+_R = TypeVar("_R")
 _MAX_TEXT = 253
 _MAX_LABELS = 64
 
@@ -86,26 +88,25 @@ class ExplainRoutes:
         assert body.export is not None and body.peer is not None  # checked by the model
         return web.json_response(self._ingress(snapshot, body, body.export, body.peer))
 
-    def _egress(self, snapshot: Snapshot, body: ExplainBody, text: str) -> dict[str, Any]:
-        key = _ref("import", text)
-        imp = snapshot.imports.get(key)
-        if imp is None:
+    def _find(
+        self, kind: str, text: str, resources: Mapping[NamespacedName, _R]
+    ) -> tuple[NamespacedName, _R]:
+        key = _ref(kind, text)
+        found = resources.get(key)
+        if found is None:
             raise NotFoundError(
-                f"no import {key} at peer {self._local.name}; `clusterlink get imports -A` "
+                f"no {kind} {key} at peer {self._local.name}; `clusterlink get {kind}s -A` "
                 "lists them"
             )
+        return key, found
+
+    def _egress(self, snapshot: Snapshot, body: ExplainBody, text: str) -> dict[str, Any]:
+        key, imp = self._find("import", text, snapshot.imports)
         sources = [s for s in imp.spec.sources if body.peer is None or s.peer == body.peer]
         if not sources:
             peers = ", ".join(sorted({s.peer for s in imp.spec.sources}))
             raise NotFoundError(f"import {key} has no source at peer {body.peer}; it has {peers}")
-        src = source_attributes(
-            peer_name=self._local.name,
-            peer_labels=self._local.labels,
-            client_ip=body.client_ip,
-            client_namespace=body.client_namespace,
-            client_service_account=body.client_service_account,
-            client_labels=body.client_labels,
-        )
+        src = _source(body, self._local.name, self._local.labels)
         traces = []
         for source in sources:
             dst = egress_destination(imp, source, self._health.labels_of(source.peer))
@@ -126,13 +127,7 @@ class ExplainRoutes:
     def _ingress(
         self, snapshot: Snapshot, body: ExplainBody, text: str, caller: str
     ) -> dict[str, Any]:
-        key = _ref("export", text)
-        export = snapshot.exports.get(key)
-        if export is None:
-            raise NotFoundError(
-                f"no export {key} at peer {self._local.name}; `clusterlink get exports -A` "
-                "lists them"
-            )
+        key, export = self._find("export", text, snapshot.exports)
         if caller not in snapshot.peers:
             raise NotFoundError(
                 f"no Peer named {caller!r} at peer {self._local.name}: its tunnels are refused "
@@ -140,18 +135,23 @@ class ExplainRoutes:
             )
         # What the calling gateway would send: its name and labels (as its heartbeats say)
         # and what it knows of the client.
-        claimed = source_attributes(
-            peer_name=caller,
-            peer_labels=self._health.labels_of(caller),
-            client_ip=body.client_ip,
-            client_namespace=body.client_namespace,
-            client_service_account=body.client_service_account,
-            client_labels=body.client_labels,
-        )
+        claimed = _source(body, caller, self._health.labels_of(caller))
         src, dst = ingress_attributes(self._local, export, caller, claimed)
         result = explain(snapshot.policies, src, dst, key.namespace)
         trace = _trace(caller, str(key), src=src, dst=dst, result=result, problem=None)
         return _answer("ingress", key, [trace])
+
+
+def _source(body: ExplainBody, peer: str, peer_labels: Mapping[str, str]) -> dict[str, str]:
+    """The source side: a gateway (ours on egress, the caller on ingress) and its client."""
+    return source_attributes(
+        peer_name=peer,
+        peer_labels=peer_labels,
+        client_ip=body.client_ip,
+        client_namespace=body.client_namespace,
+        client_service_account=body.client_service_account,
+        client_labels=body.client_labels,
+    )
 
 
 def _ref(field: str, text: str) -> NamespacedName:
