@@ -80,7 +80,7 @@ async def test_one_of_three_replicas_leads_and_a_clean_stop_hands_over_at_once(
     try:
         await eventually(lambda: sum(r.is_leader for r in replicas) == 1, what="one leader")
         for _ in range(5):  # an invariant over time: still exactly one across renewals
-            await asyncio.sleep(RENEW_S)
+            await asyncio.sleep(RENEW_S)  # time passing is the point: one renewal period
             assert sum(r.is_leader for r in replicas) == 1
         (leader,) = [r for r in replicas if r.is_leader]
         assert holder(api) == leader.identity

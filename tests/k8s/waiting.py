@@ -25,5 +25,5 @@ async def eventually(
     while not (value := probe()):
         if loop.time() >= deadline:
             raise AssertionError(f"not within {timeout_s:g}s: {what}; last seen: {value!r:.2000}")
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(interval_s)  # the poll's own interval
     return value

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.integration.waiting import wait_until
 from tests.multisite.sites import PEER_PORT, Launcher, web_from_b_and_c
 from tests.multisite.timings import log_time, report
 from tests.multisite.traffic import ClientLoop, ServeIn, talk_in
@@ -44,7 +45,10 @@ def test_static_failover_serves_from_backup_when_primary_dies_and_returns_when_i
         a.wait_reachable("b", True, timeout_s=DETECTION_BOUND_S)
         back_at = time.time()
         first_primary = clients.first(started_after=back_at, served_by="b")
-        time.sleep(0.5)  # a few more connections after the return
+        wait_until(
+            lambda: len(clients.between(first_primary.started, float("inf"))) >= 5,
+            what="a few more connections after the return",
+        )
     assert entry["reason"] == f"peer b gateway at {b.site.address}:{PEER_PORT}: connection refused"
 
     # No connection was lost to the failover: after the kill every one was served, by the

@@ -196,7 +196,7 @@ def crash_at_next_write(gateway: SiteGateway, *, timeout_s: float = 10.0) -> Non
     before, deadline = mark(), time.monotonic() + timeout_s
     while mark() == before:
         assert time.monotonic() < deadline, f"no write to {wal} within {timeout_s:g}s"
-        time.sleep(0.0005)
+        time.sleep(0.0005)  # the poll's own interval: short, so the kill lands in the write
     gateway.crash()
 
 
