@@ -13,6 +13,7 @@ metrics.
 from __future__ import annotations
 
 import json
+import socket
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -113,6 +114,28 @@ def test_json_lines_carry_the_facts_of_allowed_and_denied_tunnels(
     assert (served["bytes_up"], served["bytes_down"]) == (5, 5)
     for line in lines_of(a) + lines_of(b):
         assert {"time", "level", "logger", "message"} <= set(line), line
+
+
+def test_a_service_that_refuses_is_a_warning_at_both_ends(link: Link) -> None:
+    """Not a decision but a fault: someone has to look at the service."""
+    with socket.socket() as bound:  # bound, not listening: every connection is refused
+        bound.bind(("127.0.0.1", 0))
+        address = link.open("down", bound.getsockname()[1], allow=True)
+        assert talk(address, b"hi").end == "reset"
+        export = f"{link.namespace}/down"
+        at_target = wait_for_line(
+            link.target, "the refused service", event("tunnel_refused", export=export)
+        )
+    assert (at_target["level"], at_target["decision"], at_target["peer"]) == (
+        "warning",
+        "failed",
+        "a",
+    )
+    assert at_target["policy"] == f"{link.namespace}/allow-all"  # it was allowed, then failed
+    at_source = wait_for_line(
+        link.source, "the failed connection", event("tunnel_refused", export=export)
+    )
+    assert (at_source["level"], at_source["decision"]) == ("warning", "failed")
 
 
 def test_a_peer_turning_reachable_is_an_info_line_with_its_name(pair: Pair) -> None:
