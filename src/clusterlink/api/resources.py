@@ -170,7 +170,7 @@ class PeerSpec(_Model):
     Its ``gateways`` may then be empty."""
 
     gateways: list[Gateway] = Field(default_factory=list)
-    dials_in: bool = False
+    dials_in: bool = Field(default=False, exclude_if=lambda dials_in: not dials_in)
 
     @model_validator(mode="after")
     def _reachable_somehow(self) -> PeerSpec:
