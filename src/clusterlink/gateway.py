@@ -264,7 +264,9 @@ class Gateway:
             close_revoked_tunnels=tunnels.close_revoked,
             links=LinkRoutes(desk, linker),
             flows=FlowRoutes(tunnels.flows),
-            explain=ExplainRoutes(catalog, self.local, health),
+            explain=ExplainRoutes(
+                lambda: catalog.snapshot, self.local, health.labels_of, egress.identify
+            ),
         )
         # Stopped in reverse order: first no new connections, then the tunnels, then state.
         self._closers += [

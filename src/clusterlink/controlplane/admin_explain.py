@@ -14,7 +14,7 @@ naming it, not a made-up trace; a source whose Peer is not defined here is repor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Self, TypeVar
 
 from aiohttp import web
@@ -25,12 +25,13 @@ from clusterlink.api import ImportSource
 from clusterlink.api.names import PeerNameField
 from clusterlink.controlplane.admin_input import parse_body, parse_key
 from clusterlink.controlplane.authz import (
+    ClientIdentity,
     LocalPeer,
     egress_destination,
+    egress_source_attributes,
     ingress_attributes,
 )
-from clusterlink.controlplane.catalog import Catalog, Snapshot
-from clusterlink.controlplane.health import PeerHealth
+from clusterlink.controlplane.catalog import Snapshot
 from clusterlink.errors import BadRequest, NotFoundError
 from clusterlink.ids import NamespacedName
 from clusterlink.policy import Explanation, explain, source_attributes
@@ -68,12 +69,25 @@ class ExplainBody(BaseModel):
 
 
 class ExplainRoutes:
-    """The handler; ``routes`` is what ``AdminServer`` serves."""
+    """The handler; ``routes`` is what ``AdminServer`` serves.
 
-    def __init__(self, catalog: Catalog, local: LocalPeer, health: PeerHealth) -> None:
-        self._catalog = catalog
+    ``snapshot``: the current resources (the catalog's). ``peer_labels``: a peer's labels as
+    its heartbeats report them. ``identify``: who the
+    client at an address is, where the cluster knows (Kubernetes: its Pod), as egress asks;
+    used when the request gives an address and nothing else of the client.
+    """
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        local: LocalPeer,
+        peer_labels: Callable[[str], Mapping[str, str]],
+        identify: Callable[[str], ClientIdentity | None] = lambda _ip: None,
+    ) -> None:
+        self._snapshot = snapshot
         self._local = local
-        self._health = health
+        self._peer_labels = peer_labels
+        self._identify = identify
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/explain", self.explain)]
@@ -82,11 +96,16 @@ class ExplainRoutes:
         body = parse_body(
             await request.read(), ExplainBody, shape='{"import": "NS/NAME", "clientIp": ...}'
         )
-        snapshot = self._catalog.snapshot
+        return web.json_response(self.answer(body))
+
+    def answer(self, body: ExplainBody) -> dict[str, Any]:
+        """The explanation of ``body`` over the current resources; ``NotFoundError`` for an
+        unknown Import, Export or calling Peer."""
+        snapshot = self._snapshot()
         if body.import_ is not None:
-            return web.json_response(self._egress(snapshot, body, body.import_))
+            return self._egress(snapshot, body, body.import_)
         assert body.export is not None and body.peer is not None  # checked by the model
-        return web.json_response(self._ingress(snapshot, body, body.export, body.peer))
+        return self._ingress(snapshot, body, body.export, body.peer)
 
     def _find(
         self, kind: str, text: str, resources: Mapping[NamespacedName, _R]
@@ -106,10 +125,16 @@ class ExplainRoutes:
         if not sources:
             peers = ", ".join(sorted({s.peer for s in imp.spec.sources}))
             raise NotFoundError(f"import {key} has no source at peer {body.peer}; it has {peers}")
-        src = _source(body, self._local.name, self._local.labels)
+        identity = None
+        if body.client_ip is not None and not _knows_client(body):
+            identity = self._identify(body.client_ip)
+        if identity is None:
+            src = _source(body, self._local.name, self._local.labels)
+        else:
+            src = egress_source_attributes(self._local, body.client_ip or "", identity)
         traces = []
         for source in sources:
-            dst = egress_destination(imp, source, self._health.labels_of(source.peer))
+            dst = egress_destination(imp, source, self._peer_labels(source.peer))
             result = explain(snapshot.policies, src, dst, key.namespace)
             problem = _missing_peer(snapshot, source)
             traces.append(
@@ -135,7 +160,7 @@ class ExplainRoutes:
             )
         # What the calling gateway would send: its name and labels (as its heartbeats say)
         # and what it knows of the client.
-        claimed = _source(body, caller, self._health.labels_of(caller))
+        claimed = _source(body, caller, self._peer_labels(caller))
         src, dst = ingress_attributes(self._local, export, caller, claimed)
         result = explain(snapshot.policies, src, dst, key.namespace)
         trace = _trace(caller, str(key), src=src, dst=dst, result=result, problem=None)
@@ -152,6 +177,11 @@ def _source(body: ExplainBody, peer: str, peer_labels: Mapping[str, str]) -> dic
         client_service_account=body.client_service_account,
         client_labels=body.client_labels,
     )
+
+
+def _knows_client(body: ExplainBody) -> bool:
+    """Whether the request says who the client is beyond its address."""
+    return bool(body.client_namespace or body.client_service_account or body.client_labels)
 
 
 def _ref(field: str, text: str) -> NamespacedName:
