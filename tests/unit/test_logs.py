@@ -9,7 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from clusterlink.dataplane.limits import Limit, Limits
+from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.logs import FIELD_NAMES, fields, setup_logging
+from clusterlink.metrics import GatewayMetrics
 
 Setup = Callable[[str], io.StringIO]
 
@@ -80,3 +83,16 @@ def test_a_text_line_stays_a_sentence(setup: Setup) -> None:
     logging.getLogger("clusterlink.health").info("peer b is now unreachable", extra=extra)
     text = stderr.getvalue()
     assert text.endswith(" INFO    health    peer b is now unreachable\n"), text
+
+
+def test_a_limit_hit_is_a_warning_naming_the_limit(setup: Setup) -> None:
+    stderr = setup("json")
+    limits = Limits(DataplaneSettings(), GatewayMetrics())
+    limits.hit(Limit.MAX_CONNECTIONS, "10.0.0.9", "reset %s: too many", "10.0.0.9:1234")
+    line = json.loads(stderr.getvalue())
+    assert (line["level"], line["event"], line["reason"]) == (
+        "warning",
+        "limit_hit",
+        "max_connections",
+    )
+    assert line["message"] == "reset 10.0.0.9:1234: too many"

@@ -30,6 +30,7 @@ from collections import Counter
 
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.log_throttle import LogThrottle
+from clusterlink.logs import fields
 from clusterlink.metrics import GatewayMetrics, LimitUsage
 
 __all__ = ["PEER_LISTENER", "Limit", "Limits", "PeerTunnels", "Slots"]
@@ -125,9 +126,11 @@ class Limits:
             self._listeners.pop(name, None)
 
     def hit(self, limit: Limit, source: str, message: str, *args: object) -> None:
-        """Count a hit of ``limit`` and log ``message`` (rate-limited per ``source``)."""
+        """Count a hit of ``limit`` and log ``message`` (rate-limited per ``source``; in JSON
+        with ``event: limit_hit`` and the limit's name as the ``reason``)."""
         self._metrics.limit_hits.labels(limit.value).inc()
-        self._log.log(logging.WARNING, f"{limit.value}:{source}", message, *args)
+        extra = fields("limit_hit", reason=limit.value)
+        self._log.log(logging.WARNING, f"{limit.value}:{source}", message, *args, extra=extra)
 
     def usage(self) -> LimitUsage:
         """For the metrics, at scrape time."""
