@@ -5,11 +5,12 @@ part of the gateway that speaks (``egress``, ``ingress``, ``health``, ``admin``,
 to stderr; nothing is buffered.
 
 JSON lines carry ``time``, ``level``, ``logger`` and ``message``, and for the events an
-operator queries (a tunnel opened, refused or closed, a peer turning reachable or not) the
-facts as fields of their own: ``event``, ``direction``, ``import``, ``export``, ``peer``,
-``client``, ``decision``, ``policy``, ``bytes_up``, ``bytes_down``, ``duration_s``,
-``reason``, each only where it applies. The call site passes them with ``extra=fields(...)``;
-the text format leaves them out, because its message already says the same in words.
+operator queries (a tunnel opened, refused or closed, a peer turning reachable or not, a
+limit hit) the facts as fields of their own: ``event``, ``direction``, ``import``,
+``export``, ``peer``, ``client``, ``decision``, ``policy``, ``bytes_up``, ``bytes_down``,
+``duration_s``, ``reason``, each only where it applies. The call site passes them with
+``extra=fields(...)``; the text format leaves them out, because its message already says the
+same in words.
 
 Why the standard library and not structlog: every part of the gateway already logs through
 ``logging`` (and so do aiohttp and the rate limiter ``log_throttle``), the fields are a fixed
