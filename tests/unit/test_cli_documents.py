@@ -8,6 +8,7 @@ from clusterlink.api import resource_from_dict, to_dict
 from clusterlink.cli.documents import (
     export_document,
     import_document,
+    parse_gateway,
     parse_labels,
     parse_source,
     peer_document,
@@ -17,16 +18,26 @@ from clusterlink.cli.documents import (
 MATCH_ALL: list[dict[str, Any]] = [{"workloadSelector": {}}]
 
 
-def test_peer_document_is_cluster_scoped_with_one_gateway() -> None:
-    doc = peer_document(name="b", host="10.0.0.2", port=8443)
+def test_peer_document_is_cluster_scoped_with_its_gateways_in_order() -> None:
+    gateways = [parse_gateway("10.0.0.2:8443"), parse_gateway("[fd00::2]:9443")]
+
+    doc = peer_document(name="b", gateways=gateways)
 
     assert doc["metadata"] == {"name": "b"}
-    assert doc["spec"] == {"gateways": [{"host": "10.0.0.2", "port": 8443}]}
+    assert doc["spec"] == {
+        "gateways": [{"host": "10.0.0.2", "port": 8443}, {"host": "fd00::2", "port": 9443}]
+    }
     resource_from_dict(doc)
 
 
+@pytest.mark.parametrize("text", ["10.0.0.2", "10.0.0.2:0", "10.0.0.2:http", ":8443"])
+def test_a_gateway_address_needs_a_host_and_a_port_from_1(text: str) -> None:
+    with pytest.raises(ValueError, match=r"--gateway|port"):
+        parse_gateway(text)
+
+
 def test_a_peer_that_dials_in_needs_no_gateway() -> None:
-    doc = peer_document(name="nat", host=None, port=None, dials_in=True)
+    doc = peer_document(name="nat", gateways=[], dials_in=True)
 
     assert doc["spec"] == {"gateways": [], "dialsIn": True}
     resource_from_dict(doc)

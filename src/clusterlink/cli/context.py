@@ -2,19 +2,27 @@
 
 The error contract (DESIGN §6) lives in exactly one place, :class:`OneLineErrors`: any
 ``ClusterLinkError`` or ``OSError`` that escapes a command becomes one ``error: ...`` line on
-stderr and exit status 1. Usage errors stay click's (exit 2). Anything else is a bug and keeps
-its traceback.
+stderr and exit status 1; a usage error becomes one ``error: ...`` line naming the ``--help``
+to read, and exit status 2 (click's own display is a usage dump of several lines, which
+scripts and eyes both have to dig through). Anything else is a bug and keeps its traceback.
+
+kubectl users put ``--peer-dir`` and ``--admin`` after the command as often as before it;
+:func:`hoist_globals` moves them to the front for the commands that talk to a gateway, so
+both orders mean the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from clusterlink.errors import ClusterLinkError
@@ -27,6 +35,7 @@ __all__ = [
     "OneLineErrors",
     "address_option",
     "client_of",
+    "hoist_globals",
     "peer_dir_of",
     "usage_errors",
 ]
@@ -42,8 +51,101 @@ class Globals:
     admin: str | None
 
 
+GLOBAL_OPTIONS = ("--peer-dir", "--admin")
+
+# The commands that talk to a gateway: for them a global option may come anywhere. Others
+# (`install peer-cert --peer-dir`, `gateway run --peer-dir`) have an option of that name of
+# their own, which must stay where it is.
+_MANAGEMENT = frozenset(
+    {
+        "apply",
+        "delete",
+        "get",
+        "describe",
+        "status",
+        "invite",
+        "link",
+        "flows",
+        "dashboard",
+        "explain",
+    }
+)
+_MANAGEMENT_CREATE = frozenset({"peer", "export", "import", "policy"})
+
+
+def hoist_globals(args: Sequence[str]) -> list[str]:
+    """``args`` with ``--peer-dir``/``--admin`` given after a management command moved first.
+
+    Scanning stops at ``--``; anything not recognised is left exactly where it was, so click
+    still reports it.
+    """
+    args = list(args)
+    start = 0
+    while start < len(args) and _option_name(args[start]) in GLOBAL_OPTIONS:
+        start += 1 if "=" in args[start] else 2
+    if start >= len(args):
+        return args
+    command = args[start]
+    is_create = (
+        command == "create"
+        and args[start + 1 : start + 2]
+        and args[start + 1] in (_MANAGEMENT_CREATE)
+    )
+    if command not in _MANAGEMENT and not is_create:
+        return args
+    moved: list[str] = []
+    rest: list[str] = []
+    index = start + 1
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if _option_name(arg) in GLOBAL_OPTIONS:
+            takes = 1 if "=" in arg else 2
+            moved.extend(args[index : index + takes])
+            index += takes
+            continue
+        rest.append(arg)
+        index += 1
+    return [*args[:start], *moved, command, *rest]
+
+
+def _option_name(arg: str) -> str:
+    return arg.partition("=")[0] if arg.startswith("--") else arg
+
+
 class OneLineErrors(TyperGroup):
-    """The root command group: turns our errors into one stderr line and exit status 1."""
+    """The root command group: our errors become one stderr line and exit status 1, usage
+    errors one line and exit status 2."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        **extra: Any,
+    ) -> Any:
+        args = hoist_globals(sys.argv[1:] if args is None else args)
+        extra.pop("standalone_mode", None)
+        if os.environ.get("_CLUSTERLINK_COMPLETE"):  # a shell asking for completions
+            from typer._completion_classes import completion_init
+
+            completion_init()
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except UsageError as exc:
+            typer.echo(f"error: {_usage_line(exc)}", err=True)
+            code = exc.exit_code
+        except ClickException as exc:
+            typer.echo(f"error: {_one_line(exc)}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            code = 1
+        sys.exit(code if isinstance(code, int) else 0)
 
     # `ctx` is click's Context; typer only re-exports a subclass of it, and narrowing the
     # parameter type of an override would break substitutability.
@@ -55,6 +157,16 @@ class OneLineErrors(TyperGroup):
         except (ClusterLinkError, OSError) as exc:
             typer.echo(f"error: {_one_line(exc)}", err=True)
             raise typer.Exit(1) from exc
+
+
+def _usage_line(exc: UsageError) -> str:
+    """``no such option: --bogus; see `clusterlink status --help```: one line, with where to
+    look next."""
+    message = " ".join(exc.format_message().split())
+    message = message[:1].lower() + message[1:] if message[1:2].islower() else message
+    if exc.ctx is None:
+        return message
+    return f"{message.rstrip('.')}; see `{exc.ctx.command_path} --help`"
 
 
 def _one_line(exc: BaseException) -> str:

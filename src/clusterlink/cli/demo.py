@@ -26,10 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console  # imported when the demo runs: rich takes a while
 
 __all__ = ["demo"]
 
@@ -270,8 +272,12 @@ def demo(
         typer.Option(help="Keep the fabric, state and logs here (default: a temporary dir)."),
     ] = None,
 ) -> None:
-    """Fabric + two gateways + a local service, on loopback: a denied connection, an allow
-    policy, data flowing, clean-up."""
+    """A fabric, two gateways and a service on loopback: denied, allowed, data flowing.
+
+    Everything it starts is stopped at the end, and its files removed unless --workdir is given.
+    """
+    from rich.console import Console
+
     console = Console(highlight=False, soft_wrap=True)  # a line is never cut in two
     started = time.monotonic()
     with _workdir(workdir) as path:

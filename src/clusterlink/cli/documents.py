@@ -14,6 +14,7 @@ from clusterlink.client import Document
 __all__ = [
     "export_document",
     "import_document",
+    "parse_gateway",
     "parse_label",
     "parse_labels",
     "parse_source",
@@ -55,10 +56,17 @@ def parse_source(text: str, *, namespace: str, name: str) -> Document:
     return {"peer": peer, "exportName": export_name, "exportNamespace": export_namespace}
 
 
-def peer_document(
-    *, name: str, host: str | None, port: int | None, dials_in: bool = False
-) -> Document:
-    gateways = [{"host": host, "port": port}] if host is not None and port is not None else []
+def parse_gateway(text: str) -> Document:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> a Peer's gateway ``{host, port}``."""
+    from clusterlink.addresses import parse_address
+
+    host, port = parse_address(text, what="--gateway")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: the port must be 1..65535")
+    return {"host": host, "port": port}
+
+
+def peer_document(*, name: str, gateways: list[Document], dials_in: bool = False) -> Document:
     spec: dict[str, object] = {"gateways": gateways}
     if dials_in:
         spec["dialsIn"] = True

@@ -3,7 +3,8 @@
 This module only assembles the command tree; each command lives in the module for its job
 (``fabric``: certificates on disk, ``rotate``: replacing them, ``join``: joining sites without
 moving a key, ``gateway``: running a gateway, ``deploy``: the Kubernetes objects of a peer,
-``manage``: the admin API).
+``manage``: changes through the admin API, ``show``: reading it, ``completion``: shell
+completion).
 Heavy modules (the gateway, asyncio servers, httpx, cryptography) are imported inside the
 commands that need them, so ``--help``, ``--version`` and usage errors answer at once.
 
@@ -19,7 +20,19 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
-from clusterlink.cli import demo, deploy, explain, fabric, gateway, join, manage, observe, rotate
+from clusterlink.cli import (
+    completion,
+    demo,
+    deploy,
+    explain,
+    fabric,
+    gateway,
+    join,
+    manage,
+    observe,
+    rotate,
+    show,
+)
 from clusterlink.cli.context import PEER_DIR_ENV, Globals, OneLineErrors, address_option
 
 __all__ = ["app", "run"]
@@ -71,8 +84,9 @@ rotate_app.command("ca-bundle")(rotate.rotate_ca_bundle)
 install_app.command("peer-cert")(join.install_peer_cert)
 app.command()(manage.apply)
 app.command()(manage.delete)
-app.command()(manage.get)
-app.command()(manage.status)
+app.command()(show.get)
+app.command()(show.describe)
+app.command()(show.status)
 app.command()(join.sign)
 app.command()(join.invite)
 app.command()(join.link)
@@ -80,6 +94,7 @@ app.command()(observe.flows)
 app.command()(observe.dashboard)
 app.command()(explain.explain)
 app.command()(demo.demo)
+app.command()(completion.completion)
 
 
 def _print_version(value: bool) -> None:

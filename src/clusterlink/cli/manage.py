@@ -3,22 +3,24 @@
 ``apply``/``delete -f`` parse documents locally (``clusterlink.api``) before sending them, so a
 bad file is reported with its field even when no gateway runs; the gateway validates again and
 stays the authority. ``create peer|export|import|policy`` build one document from flags and go
-through the same ``apply`` path. Each command fetches its data once and hands the plain dicts to
-``render``, whatever the ``-o`` format.
+through the same ``apply`` path. ``delete --ignore-not-found`` makes a clean-up script's
+``delete`` safe to run twice. The read-only commands live in ``show``.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from clusterlink.cli import documents, render
+from clusterlink.cli import documents
 from clusterlink.cli.context import client_of, usage_errors
-from clusterlink.client import Changes, Document
-from clusterlink.errors import ValidationError
+from clusterlink.errors import NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from clusterlink.client import Changes, Document
 
 __all__ = [
     "apply",
@@ -27,8 +29,6 @@ __all__ = [
     "create_peer",
     "create_policy",
     "delete",
-    "get",
-    "status",
 ]
 
 FileOption = Annotated[
@@ -100,6 +100,12 @@ def delete(
     ] = None,
     namespace: NamespaceOption = None,
     close_tunnels: CloseTunnelsOption = False,
+    ignore_not_found: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-not-found", help="A resource that does not exist is not an error (exit 0)."
+        ),
+    ] = False,
 ) -> None:
     """Delete the resources a file names, or one resource: KIND NAME [-n NS]."""
     if filename is not None and (kind or name or namespace):
@@ -109,59 +115,29 @@ def delete(
     docs = _documents_in(filename) if filename is not None else []
     with client_of(ctx) as client:
         if kind and name:
-            _echo_results(
-                client.delete(kind, name, namespace or "default", close_tunnels=close_tunnels)
-            )
-        else:
+            targets = [(kind, name, namespace or "default")]
+        elif not ignore_not_found:
             _echo_results(client.delete_documents(docs, close_tunnels=close_tunnels))
-
-
-def get(
-    ctx: typer.Context,
-    *,
-    kind: Annotated[str, typer.Argument(help="peer, export, import, policy, ... (any form)")],
-    name: Annotated[str | None, typer.Argument(show_default=False)] = None,
-    namespace: NamespaceOption = None,
-    all_namespaces: Annotated[
-        bool, typer.Option("-A", "--all-namespaces", help="List every namespace.")
-    ] = False,
-    output: Annotated[Literal["table", "json", "yaml"], typer.Option("-o", "--output")] = "table",
-) -> None:
-    """Show one resource, or list a kind; -o json/yaml prints the stored documents."""
-    if all_namespaces and (name or namespace):
-        ctx.fail("-A lists every namespace; it takes no NAME and no -n")
-    from clusterlink.api import kind_info
-
-    info = kind_info(kind)
-    with client_of(ctx) as client:
-        if name:
-            data: Document = client.get(info.name, name, namespace or "default")
-            docs = [data]
+            return
         else:
-            docs = client.list(info.name, None if all_namespaces else namespace or "default")
-            data = {"items": docs}
-    if output != "table":
-        typer.echo(render.dump(data, output), nl=False)
-    elif docs:
-        render.print_sections([(None, render.resource_table(info.name, docs))])
-    else:
-        where = f" in namespace {namespace or 'default'}"
-        shown = where if info.namespaced and not all_namespaces else ""
-        typer.echo(f"no {info.plural} found{shown}", err=True)
+            # One by one: deleting a file's documents is all-or-nothing, and one that is
+            # already gone must not keep the others.
+            targets = [(d["kind"], d["metadata"]["name"], _namespace_of(d)) for d in docs]
+        for target_kind, target_name, target_namespace in targets:
+            try:
+                _echo_results(
+                    client.delete(
+                        target_kind, target_name, target_namespace, close_tunnels=close_tunnels
+                    )
+                )
+            except NotFoundError as exc:
+                if not ignore_not_found:
+                    raise
+                typer.echo(f"{exc} (ignored)", err=True)
 
 
-def status(
-    ctx: typer.Context,
-    *,
-    output: Annotated[Literal["table", "json"], typer.Option("-o", "--output")] = "table",
-) -> None:
-    """This gateway, its peers (reachable, last heartbeat, RTT), exports and imports."""
-    with client_of(ctx) as client:
-        data = client.status()
-    if output == "json":
-        typer.echo(render.dump(data, output), nl=False)
-    else:
-        render.print_sections(render.status_sections(data))
+def _namespace_of(document: Document) -> str:
+    return str(document["metadata"].get("namespace") or "default")
 
 
 def create_peer(
@@ -172,21 +148,37 @@ def create_peer(
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Its gateway's --listen port.")
     ] = None,
+    gateway: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="One of its gateways' --listen address; repeat for each replica (heartbeats "
+            "and tunnels use the first that answers).",
+            show_default=False,
+        ),
+    ] = None,
     dials_in: Annotated[
         bool,
         typer.Option(
             "--dials-in",
             help="It accepts no connections (NAT, firewall): it keeps a link to this gateway "
-            "instead, and its tunnels travel over that link. --host/--port may then be left out.",
+            "instead, and its tunnels travel over that link. No address is then needed.",
         ),
     ] = False,
 ) -> None:
-    """Add (or update) a remote peer and the address of its gateway."""
+    """Add (or update) a remote peer and the addresses of its gateways."""
     if (host is None) != (port is None):
         raise typer.BadParameter("give both --host and --port, or neither (with --dials-in)")
-    if host is None and not dials_in:
-        raise typer.BadParameter("give --host and --port, or --dials-in for a peer that dials in")
-    doc = documents.peer_document(name=name, host=host, port=port, dials_in=dials_in)
+    with usage_errors("--gateway"):
+        gateways = [documents.parse_gateway(text) for text in gateway or []]
+    if host is not None and port is not None:
+        gateways.insert(0, {"host": host, "port": port})
+    if not gateways and not dials_in:
+        raise typer.BadParameter(
+            "give --gateway HOST:PORT (or --host and --port), or --dials-in for a peer that "
+            "dials in"
+        )
+    doc = documents.peer_document(name=name, gateways=gateways, dials_in=dials_in)
     _apply_one(ctx, doc)
 
 

@@ -167,6 +167,15 @@ _RESOURCE_COLUMNS: dict[str, list[Column]] = {
     "PrivilegedAccessPolicy": [_NAME, *_POLICY],
 }
 
+# Columns that `get -o wide` adds at the end, by kind.
+_WIDE_COLUMNS: dict[str, list[Column]] = {
+    "Peer": [("LABELS", _field("status.labels"))],
+    "Export": [("LABELS", _field("metadata.labels"))],
+    "Import": [("LABELS", _field("metadata.labels"))],
+    "AccessPolicy": [("LABELS", _field("metadata.labels"))],
+    "PrivilegedAccessPolicy": [("LABELS", _field("metadata.labels"))],
+}
+
 # Columns of the sections of `status`, read from the rows of GET /v1/status.
 _STATUS_COLUMNS: dict[str, list[Column]] = {
     "peers": [
@@ -246,9 +255,11 @@ def render_rows(
     return render_text(_table(picked, rows, header=header, min_widths=widths or ()))
 
 
-def resource_table(kind: str, documents: Sequence[Document]) -> Table:
-    """The table of ``get``: one row per document, columns chosen by ``kind``."""
-    return _table(_RESOURCE_COLUMNS[kind], documents)
+def resource_table(kind: str, documents: Sequence[Document], *, wide: bool = False) -> Table:
+    """The table of ``get``: one row per document, columns chosen by ``kind`` (more if
+    ``wide``)."""
+    extra = _WIDE_COLUMNS[kind] if wide else []
+    return _table([*_RESOURCE_COLUMNS[kind], *extra], documents)
 
 
 def status_sections(status: Document) -> list[Section]:
