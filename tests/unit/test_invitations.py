@@ -252,3 +252,13 @@ def test_the_advertised_address_is_the_bound_one_unless_given() -> None:
     assert advertised("0.0.0.0:8443", (("a.example", 443),)) == (("a.example", 443),)
     with pytest.raises(BadRequest, match=r"listens on 0\.0\.0\.0:8443, every address .* --address"):
         advertised("0.0.0.0:8443", ())
+
+
+@pytest.mark.parametrize("secret", ["sécret-not-to-log", 12345678901234567890])
+def test_a_refusal_never_shows_the_secret_it_was_given(secret: object) -> None:
+    _, token, _ = issue()
+
+    with pytest.raises(LinkRefused) as caught:
+        decode_token(token_of({**fields_of(token), "secret": secret}))
+    assert "secret is not a non-empty ASCII string" in str(caught.value)
+    assert str(secret)[2:] not in str(caught.value)
