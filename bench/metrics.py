@@ -54,8 +54,10 @@ def _latency(key: str, label: str, workload: Workload, quantile: str, *, in_ms: 
     return Metric(key, label, workload, path, 1e-3 if in_ms else 1.0, 2 if in_ms else 1, False)
 
 
-def _cost(key: str, label: str, workload: str, field: str, scale: float = 1.0) -> Metric:
-    return Metric(key, label, workload, (field,), scale, 1, higher_is_better=False)
+def _cost(
+    key: str, label: str, workload: str, field: str, scale: float = 1.0, *, decimals: int = 1
+) -> Metric:
+    return Metric(key, label, workload, (field,), scale, decimals, higher_is_better=False)
 
 
 _W = Workload
@@ -71,6 +73,16 @@ METRICS: tuple[Metric, ...] = (
     _rate("conn16_rate", "new connections/s, c=16", _W.CONNRATE_16),
     _latency("conn16_p50", "  set-up p50 (ms), c=16", _W.CONNRATE_16, "p50", in_ms=True),
     _latency("conn16_p99", "  set-up p99 (ms), c=16", _W.CONNRATE_16, "p99", in_ms=True),
+    _cost(
+        "cpu_per_gb", "tunnel CPU s per GB, 1 stream", _W.THROUGHPUT_1, "cpu_s_per_gb", decimals=2
+    ),
+    _cost(
+        "cpu_per_1k_rt",
+        "tunnel CPU s per 1,000 round trips",
+        _W.PINGPONG,
+        "cpu_s_per_1k_round_trips",
+        decimals=3,
+    ),
     _cost("cpu_s", "tunnel CPU, all workloads (s)", SUMMARY, "tunnel_cpu_s"),
     _cost("peak_rss", "tunnel peak RSS under load (MiB)", SUMMARY, "tunnel_peak_rss_kib", 1 / 1024),
     _cost("idle_rss", "RSS per idle tunnel (KiB)", _W.IDLE_TUNNELS, "rss_per_tunnel_kib"),
@@ -80,6 +92,10 @@ TARGETS: tuple[Target, ...] = (
     Target("throughput_1", "≥ 1.1x", min_ratio=1.1),
     Target("throughput_8", "≥ 1.1x", min_ratio=1.1),
     Target("rr_rate", "≥ 1.0x", min_ratio=1.0),
+    Target("rr_p50", "≤ 1.0x", max_ratio=1.0),
+    Target("rr_p99", "≤ 1.0x", max_ratio=1.0),
+    Target("cpu_per_gb", "≤ 1.0x", max_ratio=1.0),
+    Target("cpu_per_1k_rt", "≤ 1.0x", max_ratio=1.0),
     Target("conn16_rate", "≥ 3x", min_ratio=3.0),
     Target("conn1_p99", "≤ 1.0x", max_ratio=1.0),
     Target("conn16_p99", "≤ 1.0x", max_ratio=1.0),

@@ -14,6 +14,12 @@ open, and divides by the number opened. For clusterlink in the basic mode each t
 one TLS connection between the gateways, so this is the memory of a tunnel *and* its TLS
 connection (as it is for stunnel and HAProxy).
 
+Efficiency: each run of a throughput or ping-pong workload also carries the tunnel's CPU per
+unit of work, ``cpu_s_per_gb`` or ``cpu_s_per_1k_round_trips``: the cores the tunnel kept busy
+during that run (its CPU seconds over the run's wall time) divided by the rate measured. A
+faster tunnel that burns more CPU per byte shows here; per run, so that it belongs to the run
+whose rate is reported.
+
 A set-up latency sample runs from before ``connect()`` until the 64-byte echo is back: through
 a tunnel the local ``connect()`` returns at once, the tunnel's own set-up happens behind it.
 """
@@ -77,7 +83,7 @@ def run_workload(workload: Workload, run: WorkloadRun) -> dict[str, Any]:
     cpu_before = cpu_seconds(run.tunnel_pids)
     started = time.monotonic()
     times = 1 if workload is Workload.IDLE_TUNNELS else run.repeat
-    runs = [_RUNNERS[workload](run) for _ in range(times)]
+    runs = [_measured_run(workload, run) for _ in range(times)]
     result = _median_run(runs)
     if times > 1:
         result["runs"] = runs
@@ -85,6 +91,21 @@ def run_workload(workload: Workload, run: WorkloadRun) -> dict[str, Any]:
     if run.tunnel_pids:
         result["tunnel_cpu_s"] = cpu_seconds(run.tunnel_pids) - cpu_before
         result["tunnel_peak_rss_kib"] = peak_rss_kib(run.tunnel_pids)
+    return result
+
+
+def _measured_run(workload: Workload, run: WorkloadRun) -> dict[str, Any]:
+    """One run of ``workload``, with the tunnel's CPU per unit of work when it has a rate."""
+    cpu_before = cpu_seconds(run.tunnel_pids) if run.tunnel_pids else 0.0
+    started = time.monotonic()
+    result = _RUNNERS[workload](run)
+    if not run.tunnel_pids:
+        return result
+    cores = (cpu_seconds(run.tunnel_pids) - cpu_before) / (time.monotonic() - started)
+    if result.get("gbit_per_s"):
+        result["cpu_s_per_gb"] = cores / (result["gbit_per_s"] / 8)
+    elif workload is Workload.PINGPONG and result.get("rate_per_s"):
+        result["cpu_s_per_1k_round_trips"] = cores / (result["rate_per_s"] / 1000)
     return result
 
 

@@ -81,6 +81,8 @@ def test_tunnels_report_cpu_memory_and_pass_the_mtls_check(
         workloads = outcome["workloads"]
         for streams in ("throughput-1", "throughput-8"):  # a second of bytes through TLS
             assert workloads[streams]["tunnel_cpu_s"] > 0, (setup, streams)
+            assert workloads[streams]["cpu_s_per_gb"] > 0, (setup, streams)
+        assert workloads["pingpong"]["cpu_s_per_1k_round_trips"] > 0, setup
         for name, result in workloads.items():  # no more CPU than the machine had meanwhile
             bound_s = result["wall_s"] * CORES + CPU_TICK_SLACK_S
             assert 0 <= result["tunnel_cpu_s"] <= bound_s, (setup, name, result)
