@@ -1,15 +1,16 @@
 """The ``clusterlink`` command: the table of contents of DESIGN §6.
 
-This module only assembles the command tree; each command lives in the module for its job
-(``fabric``: certificates on disk, ``rotate``: replacing them, ``join``: joining sites without
-moving a key, ``gateway``: running a gateway, ``deploy``: the Kubernetes objects of a peer,
+This module only names the command tree (``COMMANDS``); each command lives in the module for
+its job (``fabric``: certificates on disk, ``rotate``: replacing them, ``join``: joining sites
+without moving a key, ``gateway``: running a gateway, ``deploy``: the Kubernetes objects of a peer,
 ``manage``: changes through the admin API, ``show``: reading it, ``completion``: shell
 completion).
-Heavy modules (the gateway, asyncio servers, httpx, cryptography) are imported inside the
-commands that need them, so ``--help``, ``--version`` and usage errors answer at once.
+A command's module is imported only when that command runs (``lazy``), and heavy modules (the
+gateway, asyncio servers, pydantic, cryptography, rich, YAML) only inside the commands that need
+them, so every command starts fast; tests/unit/test_cli_imports.py keeps it so.
 
 Exit status: 0 success; 1 with one ``error: ...`` line on stderr (see ``OneLineErrors``);
-2 for usage errors (click's own handling, including a missing ``--peer-dir``).
+2 with one ``error: ...`` line for usage errors, including a missing ``--peer-dir``.
 """
 
 from __future__ import annotations
@@ -20,81 +21,71 @@ from typing import Annotated
 import typer
 
 from clusterlink import __version__
-from clusterlink.cli import (
-    completion,
-    demo,
-    deploy,
-    explain,
-    fabric,
-    gateway,
-    join,
-    manage,
-    observe,
-    rotate,
-    show,
-)
 from clusterlink.cli.context import PEER_DIR_ENV, Globals, OneLineErrors, address_option
+from clusterlink.cli.lazy import Entry, LazyGroup
 
 __all__ = ["app", "run"]
 
 _SETTINGS = {"help_option_names": ["-h", "--help"]}
 
+# The command tree: each command is "module:function" under clusterlink.cli, imported when used.
+COMMANDS: dict[str, Entry] = {
+    "create": (
+        "Create a fabric, a peer certificate or key (local files), or a resource (on a gateway).",
+        {
+            "fabric": "fabric:create_fabric",
+            "peer-cert": "fabric:create_peer_cert",
+            "peer-key": "join:create_peer_key",
+            "peer": "manage:create_peer",
+            "export": "manage:create_export",
+            "import": "manage:create_import",
+            "policy": "manage:create_policy",
+        },
+    ),
+    "gateway": ("Run this peer's gateway.", {"run": "gateway:gateway_run"}),
+    "rotate": (
+        "Replace certificates (local files): a peer's own, or the CAs a peer trusts.",
+        {"peer-cert": "rotate:rotate_peer_cert", "ca-bundle": "rotate:rotate_ca_bundle"},
+    ),
+    "install": (
+        "Install a certificate that the fabric signed for this site (local files).",
+        {"peer-cert": "join:install_peer_cert"},
+    ),
+    "deploy": (
+        "Write what a Kubernetes cluster needs to run a peer's gateway.",
+        {"peer": "deploy:deploy_peer"},
+    ),
+    "apply": "manage:apply",
+    "delete": "manage:delete",
+    "get": "show:get",
+    "describe": "show:describe",
+    "status": "show:status",
+    "sign": "join:sign",
+    "invite": "join:invite",
+    "link": "join:link",
+    "flows": "observe:flows",
+    "dashboard": "observe:dashboard",
+    "explain": "explain:explain",
+    "demo": "demo:demo",
+    "completion": "completion:completion",
+}
+
+
+class _Root(OneLineErrors, LazyGroup):
+    """The ``clusterlink`` group: one-line errors, commands built when used."""
+
+    entries = COMMANDS
+
+
 app = typer.Typer(
     name="clusterlink",
-    cls=OneLineErrors,
+    cls=_Root,
     help="Connect services across sites through mutual-TLS gateways.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings=_SETTINGS,
 )
-create_app = typer.Typer(
-    help="Create a fabric, a peer certificate or key (local files), or a resource (on a gateway).",
-    no_args_is_help=True,
-)
-install_app = typer.Typer(
-    help="Install a certificate that the fabric signed for this site (local files).",
-    no_args_is_help=True,
-)
-gateway_app = typer.Typer(help="Run this peer's gateway.", no_args_is_help=True)
-deploy_app = typer.Typer(
-    help="Write what a Kubernetes cluster needs to run a peer's gateway.", no_args_is_help=True
-)
-rotate_app = typer.Typer(
-    help="Replace certificates (local files): a peer's own, or the CAs a peer trusts.",
-    no_args_is_help=True,
-)
-app.add_typer(create_app, name="create")
-app.add_typer(gateway_app, name="gateway")
-app.add_typer(rotate_app, name="rotate")
-app.add_typer(install_app, name="install")
-app.add_typer(deploy_app, name="deploy")
-
-create_app.command("fabric")(fabric.create_fabric)
-create_app.command("peer-cert")(fabric.create_peer_cert)
-create_app.command("peer-key")(join.create_peer_key)
-create_app.command("peer")(manage.create_peer)
-create_app.command("export")(manage.create_export)
-create_app.command("import")(manage.create_import)
-create_app.command("policy")(manage.create_policy)
-gateway_app.command("run")(gateway.gateway_run)
-deploy_app.command("peer")(deploy.deploy_peer)
-rotate_app.command("peer-cert")(rotate.rotate_peer_cert)
-rotate_app.command("ca-bundle")(rotate.rotate_ca_bundle)
-install_app.command("peer-cert")(join.install_peer_cert)
-app.command()(manage.apply)
-app.command()(manage.delete)
-app.command()(show.get)
-app.command()(show.describe)
-app.command()(show.status)
-app.command()(join.sign)
-app.command()(join.invite)
-app.command()(join.link)
-app.command()(observe.flows)
-app.command()(observe.dashboard)
-app.command()(explain.explain)
-app.command()(demo.demo)
-app.command()(completion.completion)
 
 
 def _print_version(value: bool) -> None:
