@@ -1,6 +1,7 @@
 """``gateway run``: turn the flags into a ``GatewayConfig`` and run the gateway in the foreground.
 
-Only configuration happens here; the gateway (and asyncio, aiohttp, uvloop) is imported when the
+Only configuration happens here (flags, or a ``--config`` file of the same names, see
+``config_file``); the gateway (and asyncio, aiohttp, uvloop) is imported when the
 command runs, so the other commands start fast. Flag syntax (``H:P``, ``K=V``) is checked here
 so that a typo is a usage error (exit 2) before anything starts.
 """
@@ -12,11 +13,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click.core import ParameterSource
 
-from clusterlink.cli.context import PEER_DIR_ENV, address_option, peer_dir_of, usage_errors
+from clusterlink.cli.config_file import load_into_context
+from clusterlink.cli.context import (
+    PEER_DIR_ENV,
+    Globals,
+    address_option,
+    peer_dir_of,
+    usage_errors,
+)
 from clusterlink.cli.documents import parse_label
 
 __all__ = ["gateway_run"]
+
+FROM_FILE = ParameterSource.DEFAULT_MAP
 
 
 class LogLevel(StrEnum):
@@ -39,6 +50,17 @@ class LogFormat(StrEnum):
 def gateway_run(
     ctx: typer.Context,
     *,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            is_eager=True,
+            callback=load_into_context,
+            help="A YAML file of flag: value (the long flags below without --, e.g. "
+            "metrics-listen: 127.0.0.1:9090); flags given here win.",
+            show_default=False,
+        ),
+    ] = None,
     peer_dir: Annotated[
         Path | None,
         typer.Option(envvar=PEER_DIR_ENV, help="This peer's directory (from `create peer-cert`)."),
@@ -168,6 +190,9 @@ def gateway_run(
     ] = 15.0,
 ) -> None:
     """Run this peer's gateway in the foreground; SIGTERM or SIGINT stops it (exit 0)."""
+    given = ctx.find_object(Globals)
+    if given and given.peer_dir and ctx.get_parameter_source("peer_dir") is FROM_FILE:
+        peer_dir = given.peer_dir  # `clusterlink --peer-dir D gateway run --config F`: D wins
     peer_dir = peer_dir_of(ctx, peer_dir)
     with usage_errors("--label"):
         labels = dict(parse_label(item) for item in label or [])
