@@ -121,3 +121,28 @@ def test_bash_accepts_the_completion_script() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("complete ")
     assert done.stdout.rstrip().endswith(" clusterlink")
+
+
+def test_dry_run_says_what_would_change_and_changes_nothing(link: Link) -> None:
+    ns = link.namespace
+    link.target.apply(export("stays", ns, 8080))
+    documents = yaml_stream(export("stays", ns, 9090), export("would-be-new", ns, 8080))
+
+    applied = link.target.cl("apply", "-f", "-", "--dry-run", stdin=documents)
+    deleted = link.target.cl("delete", "export", "stays", "-n", ns, "--dry-run")
+    missing = link.target.cl("delete", "export", "would-be-new", "-n", ns, "--dry-run")
+    invalid = link.target.cl(
+        "apply", "-f", "-", "--dry-run", stdin=yaml_stream(export("bad", ns, 70000))
+    )
+
+    assert applied.expect_ok().stdout == (
+        f"export.clusterlink.net/{ns}/stays configured (dry run)\n"
+        f"export.clusterlink.net/{ns}/would-be-new created (dry run)\n"
+    )
+    assert deleted.expect_ok().stdout == f"export.clusterlink.net/{ns}/stays deleted (dry run)\n"
+    assert (missing.rc, missing.stderr) == (1, f"error: export {ns}/would-be-new not found\n")
+    assert invalid.rc == 1 and "spec.port" in invalid.stderr, invalid
+    assert link.target.get("export", "stays", ns)["spec"]["port"] == 8080
+    assert link.target.cl("get", "exports", "-n", ns, "-o", "name").stdout == (
+        "export.clusterlink.net/stays\n"
+    )

@@ -60,7 +60,8 @@ def _echo_results(results: Changes) -> None:
     for result in results:
         kind, namespace, name = result.get("kind"), result.get("namespace"), result.get("name")
         ref = f"{namespace}/{name}" if namespace else str(name)  # cluster-scoped: no namespace
-        typer.echo(f"{str(kind).lower()}.clusterlink.net/{ref} {result.get('outcome')}")
+        dry = " (dry run)" if results.dry_run else ""
+        typer.echo(f"{str(kind).lower()}.clusterlink.net/{ref} {result.get('outcome')}{dry}")
     if results.tunnels_closed is not None:
         typer.echo(f"{results.tunnels_closed} open tunnel(s) no longer allowed: closed")
 
@@ -70,6 +71,13 @@ def _apply_one(ctx: typer.Context, document: Document) -> None:
         _echo_results(client.apply([document]))
 
 
+DryRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Have the gateway check everything and say what would change; change nothing.",
+    ),
+]
 CloseTunnelsOption = Annotated[
     bool,
     typer.Option(
@@ -81,12 +89,16 @@ CloseTunnelsOption = Annotated[
 
 
 def apply(
-    ctx: typer.Context, filename: FileOption, *, close_tunnels: CloseTunnelsOption = False
+    ctx: typer.Context,
+    filename: FileOption,
+    *,
+    close_tunnels: CloseTunnelsOption = False,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Create or update every document in the file (multi-document YAML or JSON)."""
     docs = _documents_in(filename)
     with client_of(ctx) as client:
-        _echo_results(client.apply(docs, close_tunnels=close_tunnels))
+        _echo_results(client.apply(docs, close_tunnels=close_tunnels, dry_run=dry_run))
 
 
 def delete(
@@ -100,6 +112,7 @@ def delete(
     ] = None,
     namespace: NamespaceOption = None,
     close_tunnels: CloseTunnelsOption = False,
+    dry_run: DryRunOption = False,
     ignore_not_found: Annotated[
         bool,
         typer.Option(
@@ -117,7 +130,9 @@ def delete(
         if kind and name:
             targets = [(kind, name, namespace or "default")]
         elif not ignore_not_found:
-            _echo_results(client.delete_documents(docs, close_tunnels=close_tunnels))
+            _echo_results(
+                client.delete_documents(docs, close_tunnels=close_tunnels, dry_run=dry_run)
+            )
             return
         else:
             # One by one: deleting a file's documents is all-or-nothing, and one that is
@@ -127,7 +142,11 @@ def delete(
             try:
                 _echo_results(
                     client.delete(
-                        target_kind, target_name, target_namespace, close_tunnels=close_tunnels
+                        target_kind,
+                        target_name,
+                        target_namespace,
+                        close_tunnels=close_tunnels,
+                        dry_run=dry_run,
                     )
                 )
             except NotFoundError as exc:

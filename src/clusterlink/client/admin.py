@@ -47,21 +47,25 @@ Document = dict[str, Any]
 class Changes(list[Document]):
     """The results of an apply or delete, one per resource.
 
-    ``tunnels_closed`` is set when the call asked to close tunnels the change revoked.
+    ``tunnels_closed`` is set when the call asked to close tunnels the change revoked;
+    ``dry_run`` when nothing was changed and the results say what would have been.
     """
 
     tunnels_closed: int | None = None
+    dry_run: bool = False
 
 
 def _changes(answer: Document) -> Changes:
     changes = Changes(_list_of(answer, "results"))
     closed = answer.get("tunnelsClosed")
     changes.tunnels_closed = closed if isinstance(closed, int) else None
+    changes.dry_run = answer.get("dryRun") is True
     return changes
 
 
-def _revoking(close_tunnels: bool) -> dict[str, str] | None:
-    return {"closeTunnels": "true"} if close_tunnels else None
+def _write_params(close_tunnels: bool, dry_run: bool) -> dict[str, str]:
+    flags = {"closeTunnels": close_tunnels, "dryRun": dry_run}
+    return {name: "true" for name, given in flags.items() if given}
 
 
 _E = TypeVar("_E", bound=BaseException)
@@ -158,24 +162,25 @@ class AdminClient:
         """This gateway, its peers, exports and imports (``GET /v1/status``)."""
         return self._call("GET", "/v1/status")
 
-    def apply(self, documents: list[Document], *, close_tunnels: bool = False) -> Changes:
+    def apply(
+        self, documents: list[Document], *, close_tunnels: bool = False, dry_run: bool = False
+    ) -> Changes:
         """Create or update every document, all or nothing; one result per document.
 
         ``close_tunnels``: also reset open tunnels that the new state no longer allows
-        (otherwise a change applies to new connections only).
+        (otherwise a change applies to new connections only). ``dry_run``: check everything
+        and say what would change, changing nothing.
         """
-        answer = self._call(
-            "POST", "/v1/apply", body={"documents": documents}, params=_revoking(close_tunnels)
-        )
+        params = _write_params(close_tunnels, dry_run)
+        answer = self._call("POST", "/v1/apply", body={"documents": documents}, params=params)
         return _changes(answer)
 
     def delete_documents(
-        self, documents: list[Document], *, close_tunnels: bool = False
+        self, documents: list[Document], *, close_tunnels: bool = False, dry_run: bool = False
     ) -> Changes:
         """Delete the resources the documents name, all or nothing (404 if any is missing)."""
-        answer = self._call(
-            "POST", "/v1/delete", body={"documents": documents}, params=_revoking(close_tunnels)
-        )
+        params = _write_params(close_tunnels, dry_run)
+        answer = self._call("POST", "/v1/delete", body={"documents": documents}, params=params)
         return _changes(answer)
 
     def get(self, kind: str, name: str, namespace: str = "default") -> Document:
@@ -184,11 +189,17 @@ class AdminClient:
         return self._call("GET", path, params={"namespace": namespace})
 
     def delete(
-        self, kind: str, name: str, namespace: str = "default", *, close_tunnels: bool = False
+        self,
+        kind: str,
+        name: str,
+        namespace: str = "default",
+        *,
+        close_tunnels: bool = False,
+        dry_run: bool = False,
     ) -> Changes:
         """Delete one resource; ``NotFoundError`` if there is none."""
         path = f"/v1/resources/{_path_of(kind)}/{quote(name, safe='')}"
-        params = {"namespace": namespace, **(_revoking(close_tunnels) or {})}
+        params = {"namespace": namespace, **_write_params(close_tunnels, dry_run)}
         return _changes(self._call("DELETE", path, params=params))
 
     def invite(self, *, name: str, ttl_s: int, uses: int, gateways: list[Document]) -> Document:

@@ -42,6 +42,7 @@ from clusterlink.controlplane.admin_flows import FlowRoutes
 from clusterlink.controlplane.admin_input import (
     parse_close_tunnels,
     parse_documents_body,
+    parse_dry_run,
     parse_key,
     parse_kind,
     parse_namespace,
@@ -288,8 +289,12 @@ class AdminServer:
         )
 
     async def apply(self, request: web.Request) -> web.Response:
-        close_tunnels = parse_close_tunnels(request.query.get("closeTunnels"))
+        close_tunnels, dry_run = _write_flags(request)
         resources = parse_documents_body(await request.read())
+        if dry_run:
+            previewed = await self.resources.preview_apply(resources)
+            results = [_result(o.key, o.result) for o in previewed]
+            return web.json_response({"results": results, "dryRun": True})
         outcomes = await self.resources.apply(resources)
         answer: dict[str, Any] = {"results": [_result(o.key, o.result) for o in outcomes]}
         return web.json_response(self._maybe_close_tunnels(close_tunnels, answer))
@@ -301,19 +306,22 @@ class AdminServer:
         return answer
 
     async def delete_documents(self, request: web.Request) -> web.Response:
-        close_tunnels = parse_close_tunnels(request.query.get("closeTunnels"))
+        flags = _write_flags(request)
         resources = parse_documents_body(await request.read())
-        keys = [ResourceKey(r.kind, r.metadata.namespace, r.metadata.name) for r in resources]
-        return await self._delete(close_tunnels, keys)
+        return await self._delete([_key_of(r) for r in resources], *flags)
 
     async def delete(self, request: web.Request) -> web.Response:
-        close_tunnels = parse_close_tunnels(request.query.get("closeTunnels"))
-        return await self._delete(close_tunnels, [_key(request)])
+        return await self._delete([_key(request)], *_write_flags(request))
 
-    async def _delete(self, close_tunnels: bool, keys: list[ResourceKey]) -> web.Response:
+    async def _delete(
+        self, keys: list[ResourceKey], close_tunnels: bool, dry_run: bool
+    ) -> web.Response:
+        if dry_run:
+            found = await self.resources.preview_delete(keys)
+            results = [_result(_key_of(r), "deleted") for r in found]
+            return web.json_response({"results": results, "dryRun": True})
         deleted = await self.resources.delete(keys)
-        keys_deleted = [ResourceKey(r.kind, r.metadata.namespace, r.metadata.name) for r in deleted]
-        answer: dict[str, Any] = {"results": [_result(k, "deleted") for k in keys_deleted]}
+        answer: dict[str, Any] = {"results": [_result(_key_of(r), "deleted") for r in deleted]}
         return web.json_response(self._maybe_close_tunnels(close_tunnels, answer))
 
     async def list(self, request: web.Request) -> web.Response:
@@ -367,6 +375,19 @@ def _reachable(status: Mapping[str, Any] | None) -> bool | None:
 
 def _result(key: ResourceKey, outcome: str) -> dict[str, str]:
     return {"kind": key.kind, "namespace": key.namespace, "name": key.name, "outcome": outcome}
+
+
+def _write_flags(request: web.Request) -> tuple[bool, bool]:
+    """``closeTunnels`` and ``dryRun`` of a write, checked before its body is read.
+
+    ``dryRun=true`` validates everything and answers what would change, changing nothing
+    (and closing no tunnel)."""
+    query = request.query
+    return parse_close_tunnels(query.get("closeTunnels")), parse_dry_run(query.get("dryRun"))
+
+
+def _key_of(resource: Resource) -> ResourceKey:
+    return ResourceKey(resource.kind, resource.metadata.namespace, resource.metadata.name)
 
 
 def _key(request: web.Request) -> ResourceKey:

@@ -42,6 +42,7 @@ __all__ = [
     "parse_body",
     "parse_close_tunnels",
     "parse_documents_body",
+    "parse_dry_run",
     "parse_key",
     "parse_kind",
     "parse_namespace",
@@ -244,14 +245,21 @@ def parse_namespace(value: str | None) -> str | None:
 
 def parse_close_tunnels(value: str | None) -> bool:
     """``closeTunnels=true|false``; anything else is refused rather than read as false."""
+    return _parse_flag("closeTunnels", value)
+
+
+def parse_dry_run(value: str | None) -> bool:
+    """``dryRun=true|false``; anything else is refused: a typo must never make a change."""
+    return _parse_flag("dryRun", value)
+
+
+def _parse_flag(field: str, value: str | None) -> bool:
     if value is None:
         return False
     try:
         return _BOOLEANS[value]
     except KeyError:
-        raise BadRequest(
-            f"closeTunnels must be true or false, got {value!r}", field="closeTunnels"
-        ) from None
+        raise BadRequest(f"{field} must be true or false, got {value!r}", field=field) from None
 
 
 def _check(rule: pydantic.TypeAdapter[_Name], field: str, value: str) -> _Name:

@@ -203,6 +203,12 @@ def _envelopes() -> dict[str, Any]:
                     "minimum": 0,
                     "description": "present when closeTunnels=true was asked",
                 },
+                "dryRun": {
+                    "type": "boolean",
+                    "const": True,
+                    "description": "present when dryRun=true was asked: nothing was changed, "
+                    "the results say what would have been",
+                },
             },
             required=("results",),
         ),
@@ -256,6 +262,14 @@ def _parameters() -> dict[str, Any]:
             "description": "also reset the open tunnels that the new state no longer allows",
             "schema": {"type": "boolean"},
         },
+        "dryRun": {
+            "name": "dryRun",
+            "in": "query",
+            "required": False,
+            "description": "validate everything and answer what would change, changing nothing "
+            "(no tunnel is closed either)",
+            "schema": {"type": "boolean"},
+        },
     }
 
 
@@ -292,7 +306,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "post": {
                     "operationId": "apply",
                     "description": "Create or update every document, all or nothing.",
-                    "parameters": [parameter("closeTunnels")],
+                    "parameters": [parameter("closeTunnels"), parameter("dryRun")],
                     "requestBody": documents_body,
                     "responses": responses(results, 400, 409, 413, 422, 503),
                 }
@@ -301,7 +315,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "post": {
                     "operationId": "deleteDocuments",
                     "description": "Delete what the documents name, all or nothing.",
-                    "parameters": [parameter("closeTunnels")],
+                    "parameters": [parameter("closeTunnels"), parameter("dryRun")],
                     "requestBody": documents_body,
                     "responses": responses(results, 400, 404, 413, 422, 503),
                 }
@@ -331,6 +345,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                         parameter("name"),
                         parameter("namespace"),
                         parameter("closeTunnels"),
+                        parameter("dryRun"),
                     ],
                     "responses": responses(results, 400, 404, 503),
                 },

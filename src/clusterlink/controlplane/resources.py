@@ -20,9 +20,9 @@ from functools import partial
 from typing import Any, Protocol
 
 from clusterlink.addresses import parse_address
-from clusterlink.api import Export, Import, Resource, ResourceKey, key_of
+from clusterlink.api import Export, Import, Resource, ResourceKey, key_of, to_dict
 from clusterlink.controlplane.catalog import Catalog
-from clusterlink.errors import ClusterLinkError, ValidationError
+from clusterlink.errors import ClusterLinkError, NotFoundError, ValidationError
 from clusterlink.ids import NamespacedName
 from clusterlink.store import ApplyOutcome, Store
 
@@ -54,6 +54,21 @@ class ImportBinder(Protocol):
     def port_of(self, imp: Import) -> int:
         """The port this gateway listens on for ``imp`` (0: one to lease, or to wait for)."""
         ...
+
+
+def _preview_apply(store: Store, resources: Sequence[Resource]) -> list[ApplyOutcome]:
+    """Each document against what is stored, the way the store's apply tells them apart."""
+    outcomes = []
+    for resource in resources:
+        key = key_of(resource)
+        try:
+            stored = to_dict(store.get(key), include_status=False)
+        except NotFoundError:
+            outcomes.append(ApplyOutcome(key, "created"))
+            continue
+        same = stored == to_dict(resource, include_status=False)
+        outcomes.append(ApplyOutcome(key, "unchanged" if same else "configured"))
+    return outcomes
 
 
 def _listen_status(listen: str) -> dict[str, Any]:
@@ -182,6 +197,18 @@ class ResourceService:
             if outcome.result != "unchanged":
                 log.info("%s", outcome)
         return outcomes
+
+    async def preview_apply(self, resources: Sequence[Resource]) -> list[ApplyOutcome]:
+        """What ``apply`` would do, after the same checks, changing nothing (``dryRun``).
+
+        Ports are not bound: an Import whose port another process holds passes here and
+        fails in the real apply."""
+        self._check(resources)
+        return await asyncio.to_thread(_preview_apply, self.store, resources)
+
+    async def preview_delete(self, keys: Sequence[ResourceKey]) -> list[Resource]:
+        """What ``delete`` would delete, changing nothing; ``NotFoundError`` as it would."""
+        return await asyncio.to_thread(lambda: [self.store.get(key) for key in dict.fromkeys(keys)])
 
     async def delete(self, keys: Sequence[ResourceKey]) -> list[Resource]:
         if self.follows_store:
