@@ -228,7 +228,7 @@ class _Load:
                 await self._tunnel(rng, loop)
             except Exception as exc:
                 self.figures.errors.append(f"client {seed}: {type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # pacing: a failed client pauses before retrying
 
     async def _tunnel(self, rng: random.Random, loop: asyncio.AbstractEventLoop) -> None:
         reader, writer = await asyncio.wait_for(
@@ -314,7 +314,7 @@ class _Watch:
                     result[name] = (now, waited)
             if len(result) == len(self.pids):
                 return result
-            time.sleep(0.5)
+            time.sleep(0.5)  # the poll's own interval
 
 
 async def _drive(
@@ -331,7 +331,7 @@ async def _drive(
         warmup = Figures(figures.mode, figures.tunnels, warmup_s, errors=figures.errors)
         await _run(address, warmup, lambda: None)
         figures.warmup_connections = warmup.connections
-        await asyncio.sleep(WARMUP_SETTLE_S)
+        await asyncio.sleep(WARMUP_SETTLE_S)  # a clock: the gateway's next periodic trim
         watch.mark_before()
         await _run(address, figures, watch.sample)
     finally:

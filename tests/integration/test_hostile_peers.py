@@ -210,7 +210,7 @@ def test_a_connection_between_requests_may_wait_longer_than_the_head_timeout(
     """The source gateway's warm connections idle until used: only a begun head has a
     deadline."""
     with tls(pair.target.listen, a_dir, BASIC_ALPN) as conn:
-        time.sleep(TIMEOUT_S * 2.5)
+        time.sleep(TIMEOUT_S * 2.5)  # time passing is the point: idle past the timeout
         conn.sendall(b"GET /healthz HTTP/1.1\r\nhost: b\r\n\r\n")
         got = ending(conn, wait_s=2)
 
@@ -427,7 +427,7 @@ def settle(firehose: Firehose, connections: int) -> int:
 
     def stalled() -> bool:
         sent = firehose.sent
-        time.sleep(1.0)
+        time.sleep(1.0)  # a stretch in which nothing more may be sent (inside a poll)
         return firehose.connections >= connections and firehose.sent == sent
 
     wait_until(stalled, what="the service can send no more", timeout_s=30)

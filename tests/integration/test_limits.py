@@ -267,7 +267,7 @@ def test_an_idle_tunnel_is_reset_after_the_idle_timeout_and_a_busy_one_is_not(
         while time.monotonic() - started < 3.5:  # a byte each way every 0.25 s
             busy.sendall(b"b")
             assert busy.recv(1) == b"b"
-            time.sleep(0.25)
+            time.sleep(0.25)  # pacing the busy tunnel, not a wait for an event
         got = ending(idle, wait_s=10)
 
     assert (got.received, got.end) == (b"", "reset"), got

@@ -149,7 +149,7 @@ def _half_close_with_the_reply_backed_up(address: tuple[str, int]) -> Exchange:
         # A slow consumer: it reads nothing for a while, so the reply backs up through the
         # tunnel towards the service (the gateway's TLS reading pauses, at a point that the
         # test cannot choose: tests/component/test_transport_tls.py pins the hard one down).
-        time.sleep(0.3)
+        time.sleep(0.3)  # the client's slowness is the scenario, not a wait for an event
         sock.sendall(b"done")
         sock.shutdown(socket.SHUT_WR)
         try:

@@ -34,4 +34,4 @@ def wait_until(
             raise AssertionError(
                 f"not within {timeout_s:g}s: {what}; last seen: {describe(value)[:2000]}"
             )
-        time.sleep(interval_s)
+        time.sleep(interval_s)  # the poll's own interval
