@@ -162,7 +162,8 @@ class OneLineErrors(TyperGroup):
 def _usage_line(exc: UsageError) -> str:
     """``no such option: --bogus; see `clusterlink status --help```: one line, with where to
     look next."""
-    message = " ".join(exc.format_message().split())
+    # typer checks choices with pydantic, whose messages start with its own category.
+    message = " ".join(exc.format_message().replace("Value error, ", "").split())
     message = message[:1].lower() + message[1:] if message[1:2].islower() else message
     if exc.ctx is None:
         return message
