@@ -30,9 +30,12 @@ from clusterlink.certs import peer_client_context, peer_server_context
 from clusterlink.dataplane.relay import Parked
 from clusterlink.protocol import ExportRef
 from clusterlink.protocol.mux import MUX_ALPN, MuxSettings, StreamRequest
+from clusterlink.transport.dial import dial_tls_socket
 from clusterlink.transport.mux import MuxSession, StreamTransport
 from clusterlink.transport.tls import TLSLayer
+from clusterlink.transport.tls_socket import SocketTLSTransport
 from tests.component._net import (
+    LOCALHOST,
     WAIT_S,
     Endpoint,
     Fabric,
@@ -216,7 +219,7 @@ class MuxLink:
 
     client: MuxSession
     server: MuxSession
-    client_layer: TLSLayer
+    client_layer: SocketTLSTransport  # as a gateway dials: OpenSSL on the socket
     server_layer: TLSLayer
     requests: asyncio.Queue[StreamRequest]
 
@@ -256,7 +259,15 @@ async def mux_link(
     _, port = await listen(tls_server_factory(context, serve, layers))
     session = MuxSession(client_side=True, peer_name="b", settings=client)
     context = peer_client_context(fabric.a, [MUX_ALPN])
-    layer = await dial_b(port, session, context, what="test gateway b")
+    layer = await dial_tls_socket(
+        (LOCALHOST, port),
+        session,
+        context=context,
+        server_name="b",
+        connect_timeout_s=WAIT_S,
+        handshake_timeout_s=WAIT_S,
+        what="test gateway b",
+    )
     assert layer.get_extra_info("alpn_protocol") == MUX_ALPN
     await until(lambda: bool(sessions) and sessions[0].transport is not None)
     return MuxLink(session, sessions[0], layer, layers[0], requests)

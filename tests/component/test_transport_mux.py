@@ -62,8 +62,8 @@ def test_losing_the_tls_connection_resets_every_tunnel_on_it(
         for tunnel in tunnels:
             await tunnel.client.send(b"hello")
             await tunnel.service.read(5)
-        layer = link.client_layer if side == "client" else link.server_layer
-        reset(layer.raw)  # the TCP connection under the TLS dies
+        # The TCP connection under the TLS dies.
+        reset(link.client_layer if side == "client" else link.server_layer.raw)
 
         for tunnel in tunnels:
             for end in (tunnel.client, tunnel.service):
@@ -141,7 +141,7 @@ def test_resetting_a_stream_leaves_the_shared_socket_alone(run: Run, fabric: Fab
         (stream, _), (other, other_served) = await link.open(), await link.open()
         reset(stream)
         for layer in (link.client_layer, link.server_layer):
-            sock = layer.raw.get_extra_info("socket")
+            sock = layer.get_extra_info("socket")
             raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.calcsize("ii"))
             assert struct.unpack("ii", raw)[0] == 0, "SO_LINGER was set on the shared socket"
         client, server = attach(other, Endpoint()), attach(other_served, Endpoint())
@@ -160,7 +160,7 @@ def test_a_stream_tells_who_is_at_the_other_end_like_its_connection(
         assert peer_name_of(stream.get_extra_info("peercert")) == "b"
         assert peer_name_of(served.get_extra_info("peercert")) == "a"  # the ingress caller
         assert stream.get_extra_info("alpn_protocol") == MUX_ALPN
-        assert stream.get_extra_info("peername") == link.client_layer.raw.get_extra_info("peername")
+        assert stream.get_extra_info("peername") == link.client_layer.get_extra_info("peername")
         assert (stream.get_extra_info("stream_id"), served.get_extra_info("stream_id")) == (
             stream.stream_id,
             served.stream_id,

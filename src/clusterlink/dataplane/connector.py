@@ -26,7 +26,7 @@ from clusterlink.errors import PeerUnreachable, RemoteProtocolError, TunnelRefus
 from clusterlink.ids import PeerName
 from clusterlink.protocol import NEED_DATA, ExportRef, PeerClientConnection, Verdict
 from clusterlink.protocol.mux import MUX_ALPN
-from clusterlink.transport.dial import dial_tls, expect_peer_listener
+from clusterlink.transport.dial import dial_tls, dial_tls_socket, expect_peer_listener
 from clusterlink.transport.mux import MuxSession
 from clusterlink.transport.mux_pool import MuxPool
 from clusterlink.transport.pool import WarmPool
@@ -163,12 +163,21 @@ class PeerConnector:
         key = (peer, gateway.host, gateway.port)
         pool = self._mux_pools.get(key)
         if pool is None:
-            dial = self._dialer(peer, gateway, self._mux_context)
-            mux_settings = self._settings.mux
+            settings = self._settings
+            addr = (gateway.host, gateway.port)
 
             async def session() -> MuxSession:
-                app = MuxSession(client_side=True, peer_name=peer, settings=mux_settings)
-                layer = await dial(app)
+                app = MuxSession(client_side=True, peer_name=peer, settings=settings.mux)
+                # No memory BIO: a multiplexed connection never half-closes (tls_socket).
+                layer = await dial_tls_socket(
+                    addr,
+                    app,
+                    context=self._mux_context(),
+                    server_name=peer,
+                    connect_timeout_s=settings.connect_timeout_s,
+                    handshake_timeout_s=settings.handshake_timeout_s,
+                    what=f"peer {peer} gateway",
+                )
                 if layer.get_extra_info("alpn_protocol") != MUX_ALPN:
                     layer.abort()
                     raise _NoMultiplex(f"peer {peer} gateway does not offer multiplexing")

@@ -17,8 +17,9 @@ from clusterlink.addresses import Address, format_address
 from clusterlink.errors import CertificateError, PeerUnreachable
 from clusterlink.protocol import ALPN_PROTOCOL
 from clusterlink.transport.tls import TLSLayer
+from clusterlink.transport.tls_socket import SocketTLSTransport, handshake
 
-__all__ = ["dial_tcp", "dial_tls", "expect_peer_listener"]
+__all__ = ["dial_tcp", "dial_tls", "dial_tls_socket", "expect_peer_listener"]
 
 
 async def dial_tcp(
@@ -70,20 +71,83 @@ async def dial_tls(
         # finish and leave an open connection that nobody owns.
         layer.abort()
         raise
-    except ssl.SSLCertVerificationError as exc:
-        raise CertificateError(
-            f"{what} at {format_address(addr)} presented a certificate that does not verify: "
-            f"{exc.verify_message}; is it a gateway of this fabric named {server_name!r}?"
-        ) from exc
-    except ssl.SSLError as exc:
-        raise PeerUnreachable(
-            f"TLS handshake with {what} at {format_address(addr)} failed: {exc.reason or exc}"
-        ) from exc
-    except (OSError, TimeoutError) as exc:
-        raise PeerUnreachable(
-            f"TLS handshake with {what} at {format_address(addr)} failed: {exc}"
-        ) from exc
+    except (ssl.SSLError, OSError, TimeoutError) as exc:
+        raise _handshake_error(exc, addr, server_name, what) from exc
     return layer
+
+
+async def dial_tls_socket(
+    addr: Address,
+    app: asyncio.Protocol,
+    *,
+    context: ssl.SSLContext,
+    server_name: str,
+    connect_timeout_s: float,
+    handshake_timeout_s: float,
+    what: str,
+) -> SocketTLSTransport:
+    """``dial_tls`` with OpenSSL on the socket itself (``transport.tls_socket``): for
+    connections that never half-close. ``app`` gets ``connection_made`` before this returns."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(connect_timeout_s):
+            sock = await _connect(loop, addr)
+    except TimeoutError:
+        raise PeerUnreachable(
+            f"{what} at {format_address(addr)} did not accept a connection within "
+            f"{connect_timeout_s:g}s"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise PeerUnreachable(f"{what} at {format_address(addr)}: {reason.lower()}") from exc
+    try:
+        tls = await handshake(
+            sock,
+            context,
+            server_side=False,
+            server_hostname=server_name,
+            timeout_s=handshake_timeout_s,
+        )
+    except (ssl.SSLError, OSError, TimeoutError) as exc:
+        raise _handshake_error(exc, addr, server_name, what) from exc
+    transport = SocketTLSTransport(tls, app)
+    transport.start()
+    return transport
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, addr: Address) -> socket.socket:
+    """A connected non-blocking socket to ``addr`` (its first address that answers)."""
+    infos = await loop.getaddrinfo(addr[0], addr[1], type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"no address for {addr[0]}")
+    for family, kind, proto, _, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error
+
+
+def _handshake_error(
+    exc: BaseException, addr: Address, server_name: str, what: str
+) -> CertificateError | PeerUnreachable:
+    """Our error for a failed handshake: a certificate that does not verify is told apart."""
+    where = f"{what} at {format_address(addr)}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return CertificateError(
+            f"{where} presented a certificate that does not verify: {exc.verify_message}; "
+            f"is it a gateway of this fabric named {server_name!r}?"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return PeerUnreachable(f"TLS handshake with {where} failed: {exc.reason or exc}")
+    return PeerUnreachable(f"TLS handshake with {where} failed: {exc}")
 
 
 def expect_peer_listener(layer: TLSLayer, where: str) -> None:
