@@ -26,7 +26,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from clusterlink import __version__
 from clusterlink.addresses import format_address, parse_address
@@ -60,7 +60,7 @@ from clusterlink.file_limit import raise_file_limit
 from clusterlink.flows import FlowLog
 from clusterlink.gateway_config import GatewayConfig, TLSContexts
 from clusterlink.ids import PeerName
-from clusterlink.kube_mode import KubernetesMode, KubernetesSettings
+from clusterlink.kube_settings import KubernetesSettings
 from clusterlink.logs import setup_logging
 from clusterlink.memory import keep_freed_memory_while_busy, return_free_memory_after_tunnels
 from clusterlink.metrics import GatewayMetrics
@@ -68,6 +68,9 @@ from clusterlink.peer_dir_lock import hold_peer_dir
 from clusterlink.protocol import Health
 from clusterlink.store import SQLiteStore, Store
 from clusterlink.store.invitations import SQLiteInvitations
+
+if TYPE_CHECKING:
+    from clusterlink.kube_mode import KubernetesMode
 
 __all__ = [
     "DataplaneSettings",
@@ -149,6 +152,8 @@ class Gateway:
         if config.kubernetes is None:
             self.store = store = SQLiteStore(config.state_path or self.peer_dir.path / "state.db")
         else:
+            from clusterlink.kube_mode import KubernetesMode  # only here: it takes a while
+
             self.kube = kube = KubernetesMode(config.kubernetes)
             self._closers.append(kube.close)  # stopped last: the other parts use its store
             store = await kube.open_store()

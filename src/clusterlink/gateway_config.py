@@ -18,7 +18,7 @@ from clusterlink.certs import (
 from clusterlink.controlplane.health import HealthSettings
 from clusterlink.dataplane.peer_listener import PEER_ALPN
 from clusterlink.dataplane.settings import DataplaneSettings
-from clusterlink.kube_mode import KubernetesSettings
+from clusterlink.kube_settings import KubernetesSettings
 from clusterlink.protocol import ALPN_PROTOCOL
 from clusterlink.protocol.mux import MUX_ALPN, REVERSE_MUX_ALPN
 

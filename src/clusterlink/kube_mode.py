@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from clusterlink.addresses import Address
@@ -34,6 +32,7 @@ from clusterlink.errors import ClusterLinkError, NotFoundError
 from clusterlink.kube.client import load_access
 from clusterlink.kube.leader import LeaderElector, replica_identity
 from clusterlink.kube.pods import identity_of
+from clusterlink.kube_settings import KubernetesSettings
 from clusterlink.policy import ClientIdentity
 from clusterlink.store.kubernetes import KubernetesStore
 
@@ -42,18 +41,6 @@ __all__ = ["KubernetesMode", "KubernetesSettings"]
 log = logging.getLogger("clusterlink.kube")
 
 _RETRY_S: Final = 5.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KubernetesSettings:
-    """``gateway run --kubernetes`` and the flags that go with it."""
-
-    namespace: str = "clusterlink-system"
-    api_url: str | None = None  # --kube-api: plain HTTP(S), no credentials
-    kubeconfig: Path | None = None
-    lease_duration_s: float = 15.0
-    lease_renew_s: float = 5.0
-    lease_retry_s: float = 2.0
 
 
 class KubernetesMode:

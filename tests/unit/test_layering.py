@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "logs": set(),
     "memory": set(),
     "file_limit": set(),
+    "kube_settings": set(),
     "metrics": set(),
     "flows": set(),
     "peer_dir_lock": {"errors"},
@@ -90,7 +91,7 @@ ALLOWED["gateway_config"] = {
     "certs",
     "controlplane",
     "dataplane",
-    "kube_mode",
+    "kube_settings",
     "protocol",
 }
 ALLOWED["gateway"] = {name for name in ALLOWED if name not in ("cli", "client", "dashboard")} | {
