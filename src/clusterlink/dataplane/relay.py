@@ -87,7 +87,7 @@ class Parked(asyncio.Protocol):
 class RelayEnd(asyncio.Protocol):
     """One side of a relay; ``other`` is the end whose transport receives our bytes."""
 
-    __slots__ = ("eof", "n_bytes", "other", "parked", "relay", "transport")
+    __slots__ = ("congested", "eof", "n_bytes", "other", "parked", "relay", "transport")
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
@@ -96,6 +96,7 @@ class RelayEnd(asyncio.Protocol):
         self.parked: Parked | None = None
         self.n_bytes = 0
         self.eof = False
+        self.congested = False  # our transport asked us to stop: the other side is paused
 
     def attach(self, transport: asyncio.Transport) -> None:
         previous = transport.get_protocol()
@@ -137,9 +138,11 @@ class RelayEnd(asyncio.Protocol):
         return True  # keep our write direction open for the reply
 
     def pause_writing(self) -> None:
+        self.congested = True
         self.other.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.congested = False
         self.other.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -177,7 +180,9 @@ class Relay:
         self.up.replay_parked()
         self.down.replay_parked()
         for end in (self.up, self.down):
-            if not end.transport.is_closing():
+            # Not a side whose bytes' destination is already full: delivering what arrived
+            # during set-up may have paused it, and a transport says "pause" only once.
+            if not end.transport.is_closing() and not end.other.congested:
                 end.transport.resume_reading()
 
     def check_done(self) -> None:
