@@ -1,12 +1,14 @@
 """Multiplexed connections: streams of one mTLS connection, each seen as a transport.
 
-``MuxSession`` is the application protocol of a ``TLSLayer`` whose ALPN is
-``clusterlink-mux/1``; it drives a sans-io ``protocol.mux.MuxConnection`` and gives every
-tunnel a ``StreamTransport`` (``transport.mux_stream``, re-exported here), a real
-``asyncio.Transport``, so the relay (``dataplane.relay``) runs on a stream exactly as on a TCP
-socket. This module is the connection's side: it turns the connection's events into calls on
-its streams, answers OPENs, and keeps what one peer may make us hold bounded; what a single
-stream promises its relay is ``mux_stream``'s.
+``MuxSession`` is the application protocol of an mTLS connection whose ALPN is
+``clusterlink-mux/1`` (or the reverse links' ``clusterlink-mux-reverse/1``), on a
+``SocketTLSTransport`` (``transport.tls_socket``: it never half-closes); it drives a
+sans-io ``protocol.mux.MuxConnection`` and gives every tunnel a ``StreamTransport``
+(``transport.mux_stream``, re-exported here), a real ``asyncio.Transport``, so the relay
+(``dataplane.relay``) runs on a stream exactly as on a TCP socket. This module is the
+connection's side: it turns the connection's events into calls on its streams, answers OPENs,
+and keeps what one peer may make us hold bounded; what a single stream promises its relay is
+``mux_stream``'s.
 
 When the TLS connection's own buffer fills (the peer reads slower than we write, or not at
 all), every stream's producer is paused at once, and a stream that is written to meanwhile --
