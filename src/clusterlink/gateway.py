@@ -204,6 +204,7 @@ class Gateway:
             egress=egress,
             limits=limits,
             port_of=kube.port_of if kube else lambda imp: imp.spec.listen_port,
+            udp_idle_timeout_s=settings.udp_idle_timeout_s,
         )
         resources = ResourceService(
             store=store,

@@ -229,6 +229,12 @@ class GatewayMetrics:
             ["limit"],
             registry=self.registry,
         )
+        self.udp_dropped = Counter(
+            "clusterlink_udp_datagrams_dropped",
+            "UDP datagrams dropped at a flow's edge, by reason (UDP promises no delivery)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.registry.register(_ScrapeTimeCollector(self))
         ProcessCollector(registry=self.registry)
         build = Info("clusterlink_build", "What this gateway runs", registry=self.registry)

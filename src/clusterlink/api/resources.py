@@ -33,7 +33,7 @@ from clusterlink.api.names import (
     PeerNameField,
     ResourceName,
 )
-from clusterlink.ids import NamespacedName
+from clusterlink.ids import NamespacedName, ServiceProtocol
 from clusterlink.policy import Side, key_problem
 
 __all__ = [
@@ -213,6 +213,8 @@ class ExportSpec(_Model):
 
     host: HostField | None = None
     port: int = Field(default=0, ge=0, le=65535, exclude_if=lambda port: port == 0)
+    # UDP: each client address of an Import is a flow, carried as datagrams in a tunnel.
+    protocol: ServiceProtocol = Field(default="TCP", exclude_if=lambda proto: proto == "TCP")
 
 
 class ExportStatus(_Model):
@@ -247,6 +249,8 @@ class ImportSpec(_Model):
     target_port: int = Field(default=0, ge=0, le=65535, exclude_if=lambda port: port == 0)
     sources: list[ImportSource] = Field(min_length=1)
     lb_scheme: LBScheme = "round-robin"
+    # Must be the protocol of the exports it names: a UDP Import listens on a UDP port.
+    protocol: ServiceProtocol = Field(default="TCP", exclude_if=lambda proto: proto == "TCP")
 
     @property
     def listen_port(self) -> int:

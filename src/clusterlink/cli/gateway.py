@@ -134,6 +134,13 @@ def gateway_run(
             min=0, help="Seconds without a byte either way after which a tunnel is reset; 0: never."
         ),
     ] = 3600.0,
+    udp_idle_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds without a datagram either way after which a UDP flow ends; 0: never.",
+        ),
+    ] = 60.0,
     heartbeat_interval: Annotated[
         float, typer.Option(min=0.05, help="Seconds between heartbeats to each peer.")
     ] = 1.0,
@@ -237,6 +244,7 @@ def gateway_run(
             handshake_timeout_s=handshake_timeout,
             request_head_timeout_s=request_head_timeout,
             idle_timeout_s=idle_timeout,
+            udp_idle_timeout_s=udp_idle_timeout,
         ),
         health=HealthSettings(
             interval_s=heartbeat_interval,

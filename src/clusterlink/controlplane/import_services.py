@@ -86,7 +86,12 @@ def desired_services(imp: Import, namespace: str) -> list[DesiredService]:
             "type": "ClusterIP",
             "selector": dict(GATEWAY_POD_LABELS),
             "ports": [
-                {"name": "tcp", "protocol": "TCP", "port": port, "targetPort": imp.spec.target_port}
+                {
+                    "name": imp.spec.protocol.lower(),
+                    "protocol": imp.spec.protocol,
+                    "port": port,
+                    "targetPort": imp.spec.target_port,
+                }
             ],
         },
     }

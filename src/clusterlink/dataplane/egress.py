@@ -46,13 +46,14 @@ from clusterlink.controlplane.loadbalancer import LoadBalancer
 from clusterlink.dataplane.connector import PeerConnector
 from clusterlink.dataplane.limits import Limit, Limits, Slots
 from clusterlink.dataplane.tunnels import TunnelInfo, TunnelRegistry
+from clusterlink.dataplane.udp_flows import Drop
 from clusterlink.errors import ClusterLinkError, PeerUnreachable, TunnelRefused
 from clusterlink.flows import FlowRecord
 from clusterlink.ids import NamespacedName, PeerName
 from clusterlink.logs import fields
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.policy import Decision
-from clusterlink.protocol import ExportRef
+from clusterlink.protocol import PROTOCOL_ATTRIBUTE, ExportRef
 from clusterlink.transport.mux import StreamTransport
 
 __all__ = ["ClientConnection", "Egress", "PeerView"]
@@ -149,6 +150,10 @@ class Egress:
         self.refuse_grace_s = refuse_grace_s
         self.balancer = LoadBalancer()
 
+    def count_udp_drop(self, reason: Drop, n: int) -> None:
+        """Datagrams a UDP flow of an Import dropped (``clusterlink_udp_datagrams_dropped``)."""
+        self.metrics.udp_dropped.labels(reason.value).inc(n)
+
     def forget(self, key: NamespacedName) -> None:
         """The Import was deleted: its load-balancer rotation goes with it."""
         self.balancer.forget(key)
@@ -169,6 +174,8 @@ class Egress:
             await client.reset_when_heard(self.refuse_grace_s)
             return
         src = egress_source_attributes(self.local, client_ip, self.identify(client_ip))
+        if imp.spec.protocol != "TCP":  # absent means TCP to every gateway, old ones too
+            src = {**src, PROTOCOL_ATTRIBUTE: imp.spec.protocol}
         walk = _Connection(snapshot, imp, src, what, client_text, [])
         order = self.balancer.order(key, imp.spec.sources, imp.spec.lb_scheme, self._try_last)
         for source in order:
@@ -204,6 +211,7 @@ class Egress:
                     resource=str(key),
                     peer=source.peer,
                     client=format_peername(peername),
+                    protocol=imp.spec.protocol,
                     decision="allowed",
                     policy=decision.decided_by,
                     setup_s=round(setup_s, 6),
@@ -254,6 +262,7 @@ class Egress:
                 resource=str(key),
                 peer=last_peer,
                 client=format_peername(peername),
+                protocol=imp.spec.protocol,
                 decision="denied" if only_denials else "failed",
                 policy=next((f.policy for f in failures if f.policy), ""),
                 reason=why,

@@ -27,8 +27,9 @@ from clusterlink.api import Import
 from clusterlink.dataplane.egress import Egress
 from clusterlink.dataplane.limits import Limit, Limits, Slots
 from clusterlink.dataplane.relay import Parked, reset
+from clusterlink.dataplane.udp_listener import UdpImportSocket, bind_udp
 from clusterlink.errors import ConflictError
-from clusterlink.ids import NamespacedName
+from clusterlink.ids import NamespacedName, ServiceProtocol
 
 __all__ = ["ImportListeners", "PreparedBinding"]
 
@@ -38,9 +39,10 @@ log = logging.getLogger("clusterlink.egress")
 @dataclass(slots=True)
 class _Listener:
     key: NamespacedName
-    server: asyncio.Server
+    server: asyncio.Server | UdpImportSocket
     port: int
     listen: str  # "host:port" as bound
+    protocol: ServiceProtocol = "TCP"
 
     def close(self) -> None:
         self.server.close()
@@ -77,6 +79,7 @@ class ImportListeners:
         egress: Egress,
         limits: Limits,
         port_of: Callable[[Import], int] = lambda imp: imp.spec.listen_port,
+        udp_idle_timeout_s: float = 60.0,
     ) -> None:
         self.host = host
         self.egress = egress
@@ -85,6 +88,7 @@ class ImportListeners:
         # targetPort only (port is the Service's), and 0 means not leased yet.
         self.port_of = port_of
         self._listeners: dict[NamespacedName, _Listener] = {}
+        self.udp_idle_timeout_s = udp_idle_timeout_s  # a UDP flow idle this long ends
 
     def listen_address(self, key: NamespacedName) -> str | None:
         lst = self._listeners.get(key)
@@ -104,29 +108,49 @@ class ImportListeners:
                 key = imp.metadata.key
                 current = self._listeners.get(key)
                 want = self.port_of(imp)
-                if current is not None and (want in (0, current.port)):
+                same_protocol = current is not None and current.protocol == imp.spec.protocol
+                if current is not None and same_protocol and (want in (0, current.port)):
                     continue  # already serving where it should
-                prepared.new[key] = await self._bind(key, want, (leased or {}).get(key, 0))
+                leased_port = (leased or {}).get(key, 0)
+                prepared.new[key] = await self._bind(key, want, leased_port, imp.spec.protocol)
         except BaseException:
             prepared.abort()
             raise
         return prepared
 
-    async def _bind(self, key: NamespacedName, port: int, leased: int) -> _Listener:
+    async def _bind(
+        self, key: NamespacedName, port: int, leased: int, protocol: ServiceProtocol
+    ) -> _Listener:
         loop = asyncio.get_running_loop()
         candidates = [port] if port else ([leased, 0] if leased else [0])
         slots = self.limits.listener(_listener_name(key))
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for i, candidate in enumerate(candidates):
             try:
-                server = await loop.create_server(
-                    lambda: _ImportSession(self, key, slots),
-                    self.host,
-                    candidate,
-                    family=socket.AF_INET6 if ":" in self.host else socket.AF_INET,
-                    reuse_address=True,
-                    backlog=1024,
-                    start_serving=False,
-                )
+                server: asyncio.Server | UdpImportSocket
+                if protocol == "UDP":
+                    server = await bind_udp(
+                        self.host,
+                        candidate,
+                        lambda: UdpImportSocket(
+                            key,
+                            serve=self.egress.serve,
+                            slots=slots,
+                            idle_timeout_s=self.udp_idle_timeout_s,
+                            on_drop=self.egress.count_udp_drop,
+                        ),
+                        family,
+                    )
+                else:
+                    server = await loop.create_server(
+                        lambda: _ImportSession(self, key, slots),
+                        self.host,
+                        candidate,
+                        family=family,
+                        reuse_address=True,
+                        backlog=1024,
+                        start_serving=False,
+                    )
             except OSError as exc:
                 if i + 1 < len(candidates):
                     continue  # the leased port was taken meanwhile: lease another
@@ -136,7 +160,7 @@ class ImportListeners:
                     f"{(exc.strerror or str(exc)).lower()}; choose another spec.port"
                 ) from exc
             bound = server.sockets[0].getsockname()
-            return _Listener(key, server, bound[1], format_address(bound))
+            return _Listener(key, server, bound[1], format_address(bound), protocol)
         raise AssertionError("no candidate port")  # candidates is never empty
 
     async def _commit(self, new: dict[NamespacedName, _Listener]) -> None:
@@ -146,7 +170,8 @@ class ImportListeners:
                 old.close()
             self._listeners[key] = lst
             await lst.server.start_serving()
-            log.info("import %s listening on %s", key, lst.listen)
+            udp = " (UDP)" if lst.protocol == "UDP" else ""
+            log.info("import %s listening on %s%s", key, lst.listen, udp)
 
     def close_removed(self, keep: Iterable[NamespacedName]) -> None:
         """Close listeners of Imports that no longer exist (existing tunnels go on)."""

@@ -36,6 +36,7 @@ from clusterlink.dataplane.limits import Limit, Limits
 from clusterlink.dataplane.relay import Parked
 from clusterlink.dataplane.settings import DataplaneSettings
 from clusterlink.dataplane.tunnels import TunnelInfo, TunnelRegistry
+from clusterlink.dataplane.udp_flows import UDP_QUEUE_DATAGRAMS, Drop, dial_udp
 from clusterlink.errors import ClusterLinkError, ValidationError
 from clusterlink.flows import FlowRecord
 from clusterlink.ids import PeerName
@@ -43,7 +44,7 @@ from clusterlink.log_throttle import LogThrottle
 from clusterlink.logs import fields
 from clusterlink.metrics import GatewayMetrics
 from clusterlink.policy import CLIENT_IP
-from clusterlink.protocol import ConnectRequest, ExportRef, Verdict
+from clusterlink.protocol import PROTOCOL_ATTRIBUTE, ConnectRequest, ExportRef, Verdict
 from clusterlink.protocol.mux import StreamRequest
 from clusterlink.transport.dial import dial_tcp
 from clusterlink.transport.mux import MuxSession
@@ -157,6 +158,15 @@ class Ingress:
             extra = event("tunnel_refused", "failed", reason="no such export")
             self._log(caller, "ingress refused %s: no such export", what, extra=extra)
             return refused("not_found", Verdict.not_found(f"no export {ref}"))
+        if request.protocol != export.spec.protocol:
+            theirs = request.protocol or request.attributes.get(PROTOCOL_ATTRIBUTE, "?")
+            message = (
+                f"export {ref} is {export.spec.protocol}, the import {theirs}: "
+                f"set the Import's spec.protocol to {export.spec.protocol}"
+            )
+            extra = event("tunnel_refused", "failed", reason=message)
+            self._log(caller, "ingress refused %s: %s", what, message, extra=extra)
+            return refused("not_found", Verdict.not_found(message))
         decision = ingress_decision(snapshot, self.local, export, caller, request.attributes)
         metrics.decisions.labels("ingress", decision.action.value, decision.decided_by).inc()
         if not decision.is_allowed:
@@ -195,12 +205,22 @@ class Ingress:
         except ClusterLinkError as exc:
             return failed(exc)
         try:
-            service = await dial_tcp(
-                service_addr,
-                Parked(),
-                connect_timeout_s=self.settings.connect_timeout_s,
-                what=f"service of export {ref}",
-            )
+            service: asyncio.Transport
+            if export.spec.protocol == "UDP":
+                service = await dial_udp(
+                    service_addr,
+                    Parked(),
+                    queue_datagrams=UDP_QUEUE_DATAGRAMS,
+                    on_drop=self.count_udp_drop,
+                    what=f"service of export {ref}",
+                )
+            else:
+                service = await dial_tcp(
+                    service_addr,
+                    Parked(),
+                    connect_timeout_s=self.settings.connect_timeout_s,
+                    what=f"service of export {ref}",
+                )
         except ClusterLinkError as exc:
             return failed(exc)
         except BaseException:  # cancelled: the caller's connection is gone
@@ -214,6 +234,9 @@ class Ingress:
             extra=event("tunnel_opened", "allowed", decision.decided_by),
         )
         return OpenedTunnel(service, caller, request, what, started, decision.decided_by)
+
+    def count_udp_drop(self, reason: Drop, n: int) -> None:
+        self.metrics.udp_dropped.labels(reason.value).inc(n)
 
     def abandon(self, opened: OpenedTunnel) -> None:
         """An opened tunnel whose caller left before it could be answered."""
@@ -242,6 +265,7 @@ class Ingress:
                 resource=resource,
                 peer=caller,
                 client=request.attributes.get(CLIENT_IP, "?"),
+                protocol=request.protocol or "TCP",
                 decision="allowed",
                 policy=opened.policy,
                 setup_s=round(elapsed, 6),

@@ -21,6 +21,7 @@ class DataplaneSettings:
     request_head_timeout_s: float = 10.0  # peer listener: a request head, from its first byte
     verdict_timeout_s: float = 15.0  # source side: wait for the answer to a CONNECT
     idle_timeout_s: float = 3600.0  # a tunnel with no byte either way for this long is closed
+    udp_idle_timeout_s: float = 60.0  # a UDP flow with no datagram either way: ended quietly
     refuse_grace_s: float = 1.0  # a refused client is reset once it speaks, or after this
     pool_size: int = 2  # warm connections kept per peer gateway once it has been used
     pool_max_idle_s: float = 30.0  # a warm connection older than this is not handed out

@@ -28,6 +28,7 @@ from clusterlink.protocol.client import ClientEvent, PeerClientConnection
 from clusterlink.protocol.events import (
     CLOSED,
     NEED_DATA,
+    PROTOCOL_ATTRIBUTE,
     ConnectRequest,
     ExportRef,
     Health,
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_ATTRIBUTE_ENTRIES",
     "MAX_HEAD_BYTES",
     "NEED_DATA",
+    "PROTOCOL_ATTRIBUTE",
     "ClientEvent",
     "ConnectRequest",
     "ExportRef",

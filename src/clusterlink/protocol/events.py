@@ -32,11 +32,18 @@ from dataclasses import dataclass
 from typing import Final
 
 from clusterlink.errors import RemoteProtocolError, ValidationError
-from clusterlink.ids import NamespacedName, is_dns_label, is_dns_subdomain
+from clusterlink.ids import (
+    SERVICE_PROTOCOLS,
+    NamespacedName,
+    ServiceProtocol,
+    is_dns_label,
+    is_dns_subdomain,
+)
 
 __all__ = [
     "CLOSED",
     "NEED_DATA",
+    "PROTOCOL_ATTRIBUTE",
     "ConnectRequest",
     "ExportRef",
     "Health",
@@ -117,6 +124,20 @@ class ConnectRequest:
 
     export: ExportRef
     attributes: Mapping[str, str]
+
+    @property
+    def protocol(self) -> ServiceProtocol | None:
+        """The service protocol the caller's Import speaks: ``TCP`` when the attribute is
+        absent (what gateways that know only TCP send), None for a value this gateway does
+        not know (the caller is newer, or broken: refuse rather than guess)."""
+        value = self.attributes.get(PROTOCOL_ATTRIBUTE, "TCP")
+        return next((known for known in SERVICE_PROTOCOLS if known == value), None)
+
+
+PROTOCOL_ATTRIBUTE: Final = "tunnel.clusterlink.net/protocol"
+"""The attribute naming a tunnel's service protocol. An attribute and not a field of its own
+so that both tunnel modes carry it unchanged (a CONNECT header, a mux OPEN) and a gateway
+that predates it reads a request without it as it always did: TCP."""
 
 
 @dataclass(frozen=True, slots=True)

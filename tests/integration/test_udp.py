@@ -1,0 +1,189 @@
+"""UDP exports and imports, seen by real UDP software: dnsmasq exported, dig through the Import.
+
+A UDP Import listens on a UDP port; each client address is a flow, authorized at both ends
+like a TCP tunnel, recorded and ended after ``--udp-idle-timeout`` of silence. Both tunnel
+modes carry it (the datagrams travel framed inside an ordinary tunnel stream).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Link, Pair, StartGateway
+from tests.integration.documents import Document, access_policy, peer
+from tests.integration.waiting import wait_until
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not shutil.which("dnsmasq", path="/usr/sbin:/usr/bin") or not shutil.which("dig"),
+        reason="needs dnsmasq and dig (setup.sh installs them)",
+    ),
+]
+
+ANSWER = "10.1.2.3"
+IDLE_TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="module", params=["basic", "mux"])
+def tunnel_mode(request: pytest.FixtureRequest) -> str:
+    mode: str = request.param
+    return mode
+
+
+@pytest.fixture(scope="module")
+def pair(start_gateway: StartGateway, tunnel_mode: str) -> Pair:
+    """The usual pair, with UDP flows that go idle after a second (observable in a test)."""
+    idle = ("--udp-idle-timeout", str(IDLE_TIMEOUT_S))
+    a = start_gateway("a", "--label", "site=a", "--tunnel-mode", tunnel_mode, *idle)
+    b = start_gateway("b", "--label", "site=b", *idle)
+    a.apply(peer("b", b.listen))
+    b.apply(peer("a", a.listen))
+    return Pair(source=a, target=b)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def dns_port() -> Iterator[int]:
+    """dnsmasq answering ``svc.test`` with ANSWER, and nothing else, on loopback."""
+    port = free_udp_port()
+    dnsmasq = shutil.which("dnsmasq", path="/usr/sbin:/usr/bin") or "dnsmasq"
+    process = subprocess.Popen(
+        [
+            dnsmasq,
+            "--no-resolv",
+            "--no-hosts",
+            f"--address=/svc.test/{ANSWER}",
+            f"--port={port}",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(
+            lambda: dig(port, tries=1) == ANSWER or None, what="dnsmasq answers", timeout_s=10
+        )
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def dig(port: int, *, tries: int = 3, timeout_s: int = 2) -> str:
+    """What dig prints with +short for ``svc.test`` (empty: no answer at all)."""
+    result = subprocess.run(
+        [
+            "dig",
+            "@127.0.0.1",
+            "-p",
+            str(port),
+            "svc.test",
+            "+short",
+            f"+tries={tries}",
+            f"+time={timeout_s}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=tries * timeout_s + 10,
+        check=False,
+    )
+    lines = [line for line in result.stdout.splitlines() if line and not line.startswith(";")]
+    return lines[0] if lines else ""
+
+
+def udp_export(name: str, namespace: str, port: int) -> Document:
+    spec = {"host": "127.0.0.1", "port": port, "protocol": "UDP"}
+    return {
+        "apiVersion": "clusterlink.net/v1alpha1",
+        "kind": "Export",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def udp_import(name: str, namespace: str, peer_name: str, protocol: str = "UDP") -> Document:
+    source = {"peer": peer_name, "exportName": name, "exportNamespace": namespace}
+    spec: dict[str, Any] = {"port": 0, "sources": [source], "protocol": protocol}
+    return {
+        "apiVersion": "clusterlink.net/v1alpha1",
+        "kind": "Import",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def open_udp(link: Link, dns_port: int, *, allow: bool, import_protocol: str = "UDP") -> int:
+    also = [access_policy("allow-all", link.namespace, "allow")] if allow else []
+    link.target.apply(udp_export("dns", link.namespace, dns_port), *also)
+    link.source.apply(udp_import("dns", link.namespace, link.target.name, import_protocol), *also)
+    return link.listen_address("dns")[1]
+
+
+def flow_records(link: Link, side: str = "source") -> list[dict[str, Any]]:
+    """This test's flow records at one gateway, as ``clusterlink flows -o json`` prints them."""
+    gateway = link.source if side == "source" else link.target
+    lines = gateway.cl("flows", "-o", "json").expect_ok().stdout.splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in records if r["resource"] == f"{link.namespace}/dns"]
+
+
+def test_dig_through_a_udp_import_gets_the_exported_record(link: Link, dns_port: int) -> None:
+    port = open_udp(link, dns_port, allow=True)
+
+    assert dig(port) == ANSWER
+    link.egress_log("dns", "allowed")
+    records = flow_records(link) + flow_records(link, "target")
+    assert {(r["direction"], r["protocol"], r["decision"]) for r in records} == {
+        ("egress", "UDP", "allowed"),
+        ("ingress", "UDP", "allowed"),
+    }
+
+
+def test_a_denied_udp_flow_gets_no_answer(link: Link, dns_port: int) -> None:
+    port = open_udp(link, dns_port, allow=False)  # no policy: default deny
+
+    assert dig(port, tries=1) == ""
+    assert "default deny" in link.egress_log("dns", "refused")
+
+
+def test_an_idle_flow_ends_and_its_record_says_so(link: Link, dns_port: int) -> None:
+    port = open_udp(link, dns_port, allow=True)
+    assert dig(port) == ANSWER
+
+    ended = wait_until(
+        lambda: [r for r in flow_records(link) if r["endedAt"]] or None,
+        what="the idle flow's record ends",
+        timeout_s=20,
+    )
+
+    assert ended[0]["protocol"] == "UDP" and ended[0]["bytesDown"] > 0
+    assert "error=" not in link.egress_log("dns", "closed")
+
+
+def test_a_udp_import_of_a_tcp_export_is_refused_with_the_reason(link: Link, dns_port: int) -> None:
+    also = [access_policy("allow-all", link.namespace, "allow")]
+    tcp_export = udp_export("dns", link.namespace, dns_port)
+    del tcp_export["spec"]["protocol"]
+    link.target.apply(tcp_export, *also)
+    link.source.apply(udp_import("dns", link.namespace, link.target.name), *also)
+    port = link.listen_address("dns")[1]
+
+    assert dig(port, tries=1) == ""
+    assert "is TCP, the import UDP" in link.egress_log("dns", "refused")
