@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(python3-venv iproute2 procps socat iperf3 stunnel4 haproxy openssl gcc libc6-dev
-              chromium chromium-driver nftables)
+              chromium chromium-driver nftables dnsmasq dnsutils)
 PYTHON=${PYTHON:-python3}
 
 log() { printf '[setup] %s\n' "$*"; }

@@ -107,8 +107,8 @@ def test_apply_get_delete_status_through_the_cli(
     listed = json.loads(ok(*a, "get", "exports", "-A", "-o", "json"))
     assert [item["metadata"]["name"] for item in listed["items"]] == ["echo"]
     table = ok(*a, "get", "Export").splitlines()
-    assert table[0].split() == ["NAMESPACE", "NAME", "HOST", "PORT"]
-    assert table[1].split() == ["default", "echo", "127.0.0.1", "7000"]
+    assert table[0].split() == ["NAMESPACE", "NAME", "HOST", "PORT", "PROTOCOL"]
+    assert table[1].split() == ["default", "echo", "127.0.0.1", "7000", "TCP"]
 
     status = json.loads(ok(*a, "status", "-o", "json"))
     assert status["gateway"]["name"] == "a"

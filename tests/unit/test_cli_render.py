@@ -101,9 +101,18 @@ def lines(text: str) -> list[list[str]]:
 def test_import_table_has_one_row_per_import_with_every_source() -> None:
     text = render_text(resource_table("Import", [IMPORT]))
 
-    assert lines(text)[0] == ["NAMESPACE", "NAME", "PORT", "LISTEN", "SOURCES", "LB", "REASON"]
+    assert lines(text)[0] == [
+        "NAMESPACE",
+        "NAME",
+        "PORT",
+        "PROTOCOL",
+        "LISTEN",
+        "SOURCES",
+        "LB",
+        "REASON",
+    ]
     row = text.splitlines()[1]
-    assert row.split()[:4] == ["default", "echo", "0", "127.0.0.1:40111"]
+    assert row.split()[:5] == ["default", "echo", "0", "TCP", "127.0.0.1:40111"]
     assert "b:default/echo, a-peer-with-a-rather-long-name.example.com:" in row
     assert row.endswith("team-with-a-long-namespace/echo-service-v2  round-robin  -")
 

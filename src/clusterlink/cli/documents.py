@@ -73,15 +73,28 @@ def peer_document(*, name: str, gateways: list[Document], dials_in: bool = False
     return _document("Peer", name, None, spec)
 
 
-def export_document(*, name: str, namespace: str, host: str, port: int) -> Document:
-    return _document("Export", name, namespace, {"host": host, "port": port})
+def export_document(
+    *, name: str, namespace: str, host: str, port: int, protocol: str = "TCP"
+) -> Document:
+    spec: dict[str, object] = {"host": host, "port": port}
+    if protocol != "TCP":  # TCP is the default: documents stay as they always were
+        spec["protocol"] = protocol
+    return _document("Export", name, namespace, spec)
 
 
 def import_document(
-    *, name: str, namespace: str, port: int, sources: list[str], lb_scheme: str
+    *,
+    name: str,
+    namespace: str,
+    port: int,
+    sources: list[str],
+    lb_scheme: str,
+    protocol: str = "TCP",
 ) -> Document:
     parsed = [parse_source(s, namespace=namespace, name=name) for s in sources]
-    spec = {"port": port, "sources": parsed, "lbScheme": lb_scheme}
+    spec: dict[str, object] = {"port": port, "sources": parsed, "lbScheme": lb_scheme}
+    if protocol != "TCP":
+        spec["protocol"] = protocol
     return _document("Import", name, namespace, spec)
 
 

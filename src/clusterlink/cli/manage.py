@@ -39,6 +39,10 @@ NamespaceOption = Annotated[
     typer.Option("-n", "--namespace", help="Namespace.", show_default="default"),
 ]
 NameOption = Annotated[str, typer.Option(help="Resource name.")]
+ProtocolOption = Annotated[
+    Literal["TCP", "UDP"],
+    typer.Option(help="Protocol of the service: UDP carries each client address as a flow."),
+]
 
 
 def _documents_in(filename: str) -> list[Document]:
@@ -208,10 +212,11 @@ def create_export(
     host: Annotated[str, typer.Option(help="Host of the local service.")],
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the local service.")],
     namespace: NamespaceOption = None,
+    protocol: ProtocolOption = "TCP",
 ) -> None:
     """Export a local service to the peers that policies allow."""
     doc = documents.export_document(
-        name=name, namespace=namespace or "default", host=host, port=port
+        name=name, namespace=namespace or "default", host=host, port=port, protocol=protocol
     )
     _apply_one(ctx, doc)
 
@@ -235,11 +240,17 @@ def create_import(
     lb: Annotated[
         Literal["round-robin", "random", "static"], typer.Option(help="Load-balancing scheme.")
     ] = "round-robin",
+    protocol: ProtocolOption = "TCP",
 ) -> None:
     """Import a remote export: the gateway opens a local listener for it."""
     with usage_errors("--source"):
         doc = documents.import_document(
-            name=name, namespace=namespace or "default", port=port, sources=source, lb_scheme=lb
+            name=name,
+            namespace=namespace or "default",
+            port=port,
+            sources=source,
+            lb_scheme=lb,
+            protocol=protocol,
         )
     _apply_one(ctx, doc)
 
