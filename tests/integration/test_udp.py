@@ -7,11 +7,15 @@ modes carry it (the datagrams travel framed inside an ordinary tunnel stream).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -187,3 +191,59 @@ def test_a_udp_import_of_a_tcp_export_is_refused_with_the_reason(link: Link, dns
 
     assert dig(port, tries=1) == ""
     assert "is TCP, the import UDP" in link.egress_log("dns", "refused")
+
+
+class UDPEcho:
+    """A UDP service that sends every datagram back as it came: boundaries are visible."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                data, addr = self.sock.recvfrom(70_000)
+                self.sock.sendto(data, addr)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_datagrams_keep_their_boundaries_up_to_the_largest_udp_payload(link: Link) -> None:
+    echo = UDPEcho()
+    try:
+        also = [access_policy("allow-all", link.namespace, "allow")]
+        link.target.apply(udp_export("dns", link.namespace, echo.port), *also)
+        link.source.apply(udp_import("dns", link.namespace, link.target.name), *also)
+        port = link.listen_address("dns")[1]
+        sizes = [0, 1, 1400, 9000, 65_507]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            client.connect(("127.0.0.1", port))
+            client.settimeout(1.0)
+
+            def echoed(payload: bytes) -> list[bytes] | None:
+                """The answer to ``payload`` (in a list: an empty datagram is an answer). UDP
+                may lose either way, so it is sent again until its answer comes back; a late
+                answer to an earlier datagram has another size and is skipped."""
+                client.send(payload)
+                with contextlib.suppress(TimeoutError):
+                    while len(answer := client.recv(70_000)) != len(payload):
+                        pass
+                    return [answer]
+                return None
+
+            sent = [os.urandom(n) for n in sizes]
+            got = [
+                wait_until(partial(echoed, payload), what=f"{len(payload)} bytes echoed")[0]
+                for payload in sent
+            ]
+    finally:
+        echo.close()
+
+    assert [len(answer) for answer in got] == sizes
+    assert got == sent

@@ -30,7 +30,10 @@ How a flow ends, the transport contract the relay relies on:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import errno
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -45,6 +48,7 @@ __all__ = [
     "DatagramFlow",
     "Drop",
     "bounded_sender",
+    "count_too_large",
     "dial_udp",
 ]
 
@@ -225,24 +229,51 @@ def bounded_sender(
         if cast(asyncio.WriteTransport, transport).get_write_buffer_size() > MAX_SEND_BUFFER_BYTES:
             on_drop(Drop.SEND_BUFFER, 1)
             return
-        transport.sendto(datagram, *addr)
+        if datagram:
+            transport.sendto(datagram, *addr)
+        else:
+            _send_empty(transport, *addr)
 
     return send
+
+
+def _send_empty(transport: asyncio.DatagramTransport, *addr: Any) -> None:
+    """An empty datagram, which UDP allows (some protocols' keep-alives) and asyncio's and
+    uvloop's ``sendto`` both skip: sent on the transport's socket itself, or dropped if that
+    cannot send now (as UDP may)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    raw = socket.socket(fileno=sock.fileno())  # a view of the same descriptor, detached below
+    try:
+        with contextlib.suppress(OSError):
+            raw.sendto(b"", *addr) if addr else raw.send(b"")
+    finally:
+        raw.detach()
+
+
+def count_too_large(exc: Exception, on_drop: Callable[[Drop, int], None]) -> None:
+    """A send error of a UDP socket: a datagram larger than the path allows (``EMSGSIZE``)
+    was dropped whole, never cut, and is counted; other errors (an ICMP port unreachable for
+    an earlier datagram) lose only that datagram, as they would without a gateway."""
+    if isinstance(exc, OSError) and exc.errno == errno.EMSGSIZE:
+        on_drop(Drop.TOO_LARGE, 1)
 
 
 class _ServiceSocket(asyncio.DatagramProtocol):
     """The exporting gateway's socket for one flow, connected to the service."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_drop: Callable[[Drop, int], None]) -> None:
         self.flow: DatagramFlow | None = None
+        self.on_drop = on_drop
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.flow is not None:
             self.flow.datagram_in(data)
 
     def error_received(self, exc: Exception) -> None:
-        """An ICMP error for a datagram sent (say, nothing listens on the service's port):
-        the datagram is lost, as it would be without us; the flow goes on."""
+        """The flow goes on (see ``count_too_large``)."""
+        count_too_large(exc, self.on_drop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.flow is not None and exc is not None:
@@ -261,9 +292,9 @@ async def dial_udp(
     ``protocol`` as its first protocol. Nothing is sent: UDP has no handshake, so a service
     that does not listen shows only as missing answers (the socket's ICMP errors)."""
     loop = asyncio.get_running_loop()
-    socket = _ServiceSocket()
+    service_socket = _ServiceSocket(on_drop)
     try:
-        transport, _ = await loop.create_datagram_endpoint(lambda: socket, remote_addr=addr)
+        transport, _ = await loop.create_datagram_endpoint(lambda: service_socket, remote_addr=addr)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise PeerUnreachable(f"{what} at {format_address(addr)}: {reason.lower()}") from exc
@@ -274,6 +305,6 @@ async def dial_udp(
         on_drop=on_drop,
         on_end=lambda _flow: transport.close(),
     )
-    socket.flow = flow
+    service_socket.flow = flow
     flow.start(protocol)
     return flow

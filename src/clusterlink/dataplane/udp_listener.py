@@ -28,6 +28,7 @@ from clusterlink.dataplane.udp_flows import (
     DatagramFlow,
     Drop,
     bounded_sender,
+    count_too_large,
 )
 from clusterlink.ids import NamespacedName
 
@@ -126,8 +127,8 @@ class UdpImportSocket(asyncio.DatagramProtocol):
         client.flow.datagram_in(data)
 
     def error_received(self, exc: Exception) -> None:
-        """An ICMP error for an answer sent to a client that left: that answer is lost, as
-        it would be on a direct path; the other flows go on."""
+        """The other flows go on (see ``count_too_large``)."""
+        count_too_large(exc, self._on_drop)
 
     def _new_flow(self, addr: Any, now: float) -> FlowClient:
         assert self._transport is not None
