@@ -247,3 +247,52 @@ def test_datagrams_keep_their_boundaries_up_to_the_largest_udp_payload(link: Lin
 
     assert [len(answer) for answer in got] == sizes
     assert got == sent
+
+
+def test_an_iperf3_udp_burst_crosses_the_tunnel_and_reports_its_loss(link: Link) -> None:
+    """iperf3 has a TCP control connection beside its UDP datagrams on the same port: the
+    service is exported and imported twice, once per protocol, on one port number."""
+    server_port, import_port = free_udp_port(), free_udp_port()
+    server = subprocess.Popen(
+        ["iperf3", "-s", "-p", str(server_port), "-B", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        also = [access_policy("allow-all", link.namespace, "allow")]
+        tcp_export = udp_export("iperf", link.namespace, server_port)
+        del tcp_export["spec"]["protocol"]
+        tcp_import = udp_import("iperf", link.namespace, link.target.name, "TCP")
+        tcp_import["spec"]["port"] = import_port
+        udp_imp = udp_import("iperf-udp", link.namespace, link.target.name)
+        udp_imp["spec"]["port"] = import_port
+        udp_imp["spec"]["sources"][0]["exportName"] = "iperf-udp"
+        link.target.apply(tcp_export, udp_export("iperf-udp", link.namespace, server_port), *also)
+        link.source.apply(tcp_import, udp_imp, *also)
+        link.listen_address("iperf-udp")
+        wait_until(lambda: _connects(server_port), what="iperf3 server listens", timeout_s=10)
+        result = subprocess.run(
+            [
+                *("iperf3", "-c", "127.0.0.1", "-p", str(import_port), "-u", "-b", "20M"),
+                *("-l", "1200", "-t", "2", "-J"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    report = json.loads(result.stdout)
+    assert "error" not in report, report.get("error")
+    received = report["end"]["sum"]
+    assert received["packets"] > 0
+    assert 0 <= received["lost_packets"] < received["packets"]
+
+
+def _connects(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
