@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -21,18 +20,20 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Link, Pair, StartGateway
-from tests.integration.documents import Document, access_policy, peer
+from tests.integration.documents import access_policy, peer
+from tests.integration.udp_services import (
+    ANSWER,
+    MISSING,
+    dig,
+    dnsmasq,
+    free_udp_port,
+    udp_export,
+    udp_import,
+)
 from tests.integration.waiting import wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not shutil.which("dnsmasq", path="/usr/sbin:/usr/bin") or not shutil.which("dig"),
-        reason="needs dnsmasq and dig (setup.sh installs them)",
-    ),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(bool(MISSING), reason=str(MISSING))]
 
-ANSWER = "10.1.2.3"
 IDLE_TIMEOUT_S = 1.0
 
 
@@ -53,84 +54,11 @@ def pair(start_gateway: StartGateway, tunnel_mode: str) -> Pair:
     return Pair(source=a, target=b)
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def dns_port() -> Iterator[int]:
-    """dnsmasq answering ``svc.test`` with ANSWER, and nothing else, on loopback."""
     port = free_udp_port()
-    dnsmasq = shutil.which("dnsmasq", path="/usr/sbin:/usr/bin") or "dnsmasq"
-    process = subprocess.Popen(
-        [
-            dnsmasq,
-            "--no-resolv",
-            "--no-hosts",
-            f"--address=/svc.test/{ANSWER}",
-            f"--port={port}",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--no-daemon",
-            "--conf-file=/dev/null",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_until(
-            lambda: dig(port, tries=1) == ANSWER or None, what="dnsmasq answers", timeout_s=10
-        )
+    with dnsmasq(port):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def dig(port: int, *, tries: int = 3, timeout_s: int = 2) -> str:
-    """What dig prints with +short for ``svc.test`` (empty: no answer at all)."""
-    result = subprocess.run(
-        [
-            "dig",
-            "@127.0.0.1",
-            "-p",
-            str(port),
-            "svc.test",
-            "+short",
-            f"+tries={tries}",
-            f"+time={timeout_s}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=tries * timeout_s + 10,
-        check=False,
-    )
-    lines = [line for line in result.stdout.splitlines() if line and not line.startswith(";")]
-    return lines[0] if lines else ""
-
-
-def udp_export(name: str, namespace: str, port: int) -> Document:
-    spec = {"host": "127.0.0.1", "port": port, "protocol": "UDP"}
-    return {
-        "apiVersion": "clusterlink.net/v1alpha1",
-        "kind": "Export",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-
-
-def udp_import(name: str, namespace: str, peer_name: str, protocol: str = "UDP") -> Document:
-    source = {"peer": peer_name, "exportName": name, "exportNamespace": namespace}
-    spec: dict[str, Any] = {"port": 0, "sources": [source], "protocol": protocol}
-    return {
-        "apiVersion": "clusterlink.net/v1alpha1",
-        "kind": "Import",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
 
 
 def open_udp(link: Link, dns_port: int, *, allow: bool, import_protocol: str = "UDP") -> int:
