@@ -73,6 +73,8 @@ METRICS: tuple[Metric, ...] = (
     _rate("conn16_rate", "new connections/s, c=16", _W.CONNRATE_16),
     _latency("conn16_p50", "  set-up p50 (ms), c=16", _W.CONNRATE_16, "p50", in_ms=True),
     _latency("conn16_p99", "  set-up p99 (ms), c=16", _W.CONNRATE_16, "p99", in_ms=True),
+    Metric("udp_rate", "UDP datagrams/s, 1 flow", _W.UDP, ("datagrams_per_s",)),
+    _cost("udp_loss", "  UDP loss (%)", _W.UDP, "loss_percent", decimals=2),
     _cost(
         "cpu_per_gb", "tunnel CPU s per GB, 1 stream", _W.THROUGHPUT_1, "cpu_s_per_gb", decimals=2
     ),

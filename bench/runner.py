@@ -183,6 +183,10 @@ _HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
         f"{r['rate_per_s']:,.0f}/s, p50 {r['latency_us']['p50']:,.0f} µs, "
         f"p99 {r['latency_us']['p99']:,.0f} µs, errors {r['errors']}"
     ),
+    "datagrams_per_s": lambda r: (
+        f"{r['datagrams_per_s']:,.0f} datagrams/s, loss {r['loss_percent']:.2f}%"
+    ),
+    "carried": lambda _r: "no UDP",
     "rss_per_tunnel_kib": lambda r: (
         f"{r['tunnels']} tunnels, {r['rss_per_tunnel_kib']:.1f} KiB each"
     ),

@@ -4,6 +4,8 @@
 - ``pingpong``: loadgen, 1-byte round trips on ONE connection; round trips/s and latency.
 - ``connrate-1``, ``connrate-16``: loadgen, connect + 64-byte echo + close, 1 or 16 at a time;
   connections/s and set-up latency.
+- ``udp``: iperf3 -u, one flow of 1,200-byte datagrams offered at ``UDP_OFFERED_MBIT_S``;
+  datagrams/s received and the loss, for setups that carry UDP (direct, clusterlink).
 - ``idle-tunnels``: loadgen, N connections that each echo 1 byte and then stay open; the
   tunnel's RSS per connection.
 
@@ -45,6 +47,8 @@ __all__ = ["Workload", "WorkloadRun", "run_workload"]
 
 _IDLE_SETTLE_S = 1.0  # after the last idle connection opened, before RSS is read
 _IPERF_SLACK_S = 60.0
+UDP_OFFERED_MBIT_S = 200  # about 20,800 datagrams/s of 1,200 bytes: more than a core relays
+UDP_DATAGRAM_BYTES = 1200
 
 
 class Workload(StrEnum):
@@ -53,6 +57,7 @@ class Workload(StrEnum):
     PINGPONG = "pingpong"
     CONNRATE_1 = "connrate-1"
     CONNRATE_16 = "connrate-16"
+    UDP = "udp"
     IDLE_TUNNELS = "idle-tunnels"
 
 
@@ -111,8 +116,9 @@ def _measured_run(workload: Workload, run: WorkloadRun) -> dict[str, Any]:
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run whose headline number (Gbit/s or rate) is the median; the only run if one."""
-    key = "gbit_per_s" if "gbit_per_s" in runs[0] else "rate_per_s"
-    if key not in runs[0]:
+    keys = ("gbit_per_s", "rate_per_s", "datagrams_per_s")
+    key = next((k for k in keys if k in runs[0]), None)
+    if key is None:
         return dict(runs[0])
     return dict(sorted(runs, key=lambda r: float(r[key]))[len(runs) // 2])
 
@@ -124,6 +130,41 @@ def _iperf(run: WorkloadRun, streams: int) -> dict[str, Any]:
     ]
     if run.throughput_s >= 3:
         argv += ["--omit", "1"]  # leave TCP's ramp-up out of the average
+    end = _iperf_report(run, argv)
+    return {
+        "streams": streams,
+        "seconds": end["sum_received"]["seconds"],
+        "gbit_per_s": end["sum_received"]["bits_per_second"] / 1e9,
+        "sent_gbit_per_s": end["sum_sent"]["bits_per_second"] / 1e9,
+        "retransmits": end["sum_sent"].get("retransmits"),
+        "iperf_cpu_percent": end.get("cpu_utilization_percent"),
+    }
+
+
+def _udp(run: WorkloadRun) -> dict[str, Any]:
+    """Datagrams/s that arrived and the share lost, as the iperf3 server counted them."""
+    if run.entry.udp_port is None:
+        return {"carried": False}
+    argv = [
+        *("iperf3", "--client", run.entry.host, "--port", str(run.entry.udp_port), "--udp"),
+        *("--bitrate", f"{UDP_OFFERED_MBIT_S}M", "--length", str(UDP_DATAGRAM_BYTES)),
+        *("--time", str(run.throughput_s), "--json"),
+    ]
+    received = _iperf_report(run, argv)["sum"]
+    sent, lost = int(received["packets"]), int(received["lost_packets"])
+    return {
+        "carried": True,
+        "offered_mbit_per_s": UDP_OFFERED_MBIT_S,
+        "datagram_bytes": UDP_DATAGRAM_BYTES,
+        "seconds": received["seconds"],
+        "datagrams_per_s": (sent - lost) / received["seconds"],
+        "loss_percent": received["lost_percent"],
+        "jitter_ms": received.get("jitter_ms"),
+    }
+
+
+def _iperf_report(run: WorkloadRun, argv: list[str]) -> dict[str, Any]:
+    """The ``end`` section of an iperf3 run's JSON report; ``BenchError`` if it failed."""
     done = subprocess.run(
         run.topology.argv(Side.CLIENT, argv),
         capture_output=True,
@@ -137,15 +178,8 @@ def _iperf(run: WorkloadRun, streams: int) -> dict[str, Any]:
         raise BenchError(f"iperf3 printed no JSON (exit {done.returncode}): {done.stderr}") from exc
     if done.returncode != 0 or "error" in report:
         raise BenchError(f"iperf3 failed: {report.get('error', done.stderr.strip())}")
-    end = report["end"]
-    return {
-        "streams": streams,
-        "seconds": end["sum_received"]["seconds"],
-        "gbit_per_s": end["sum_received"]["bits_per_second"] / 1e9,
-        "sent_gbit_per_s": end["sum_sent"]["bits_per_second"] / 1e9,
-        "retransmits": end["sum_sent"].get("retransmits"),
-        "iperf_cpu_percent": end.get("cpu_utilization_percent"),
-    }
+    end: dict[str, Any] = report["end"]
+    return end
 
 
 def _pingpong(run: WorkloadRun) -> dict[str, Any]:
@@ -202,5 +236,6 @@ _RUNNERS: dict[Workload, Callable[[WorkloadRun], dict[str, Any]]] = {
     Workload.PINGPONG: _pingpong,
     Workload.CONNRATE_1: _connrate(1),
     Workload.CONNRATE_16: _connrate(16),
+    Workload.UDP: _udp,
     Workload.IDLE_TUNNELS: _idle_tunnels,
 }

@@ -56,6 +56,7 @@ class Entry:
     iperf_port: int
     tls_port: int | None = None
     tls_probe: bytes = b""
+    udp_port: int | None = None  # where iperf3 -u reaches the iperf server; None: no UDP
 
 
 @dataclass(frozen=True, slots=True)

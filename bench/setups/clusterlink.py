@@ -5,6 +5,8 @@ read from the ``gateway.json`` it writes, resources applied with ``clusterlink a
 run in the gateway's own namespace (its admin API listens on that namespace's loopback).
 Side B knows peer site-a, exports the echo and iperf servers and allows everyone in; side A
 knows peer site-b, imports both exports on fixed ports on 127.0.0.1 and allows everyone out.
+The iperf server is exported and imported a second time as UDP, on the same port numbers
+(``iperf3 -u`` keeps its control connection on TCP beside the datagrams).
 Gateways log at ``warning``, so nothing is logged per connection, as in the other setups, and
 keep their state in the setup's work directory, so every topology starts from an empty state.
 
@@ -82,12 +84,14 @@ def start_clusterlink(context: SetupContext, *, gateway_args: tuple[str, ...] = 
     """Both gateways with the product's defaults, plus ``gateway_args`` (e.g. a tunnel mode)."""
     topology, targets, creds = context.topology, context.targets, context.credentials
     listen_a, listen_b = context.ports.pick(), context.ports.pick()
+    echo_port, iperf_port = context.ports.pick(), context.ports.pick()
     entry = Entry(
         "127.0.0.1",
-        context.ports.pick(),
-        context.ports.pick(),
+        echo_port,
+        iperf_port,
         tls_port=listen_b,
         tls_probe=f"GET /healthz HTTP/1.1\r\nhost: {SERVER_PEER}\r\n\r\n".encode(),
+        udp_port=iperf_port,  # iperf3 -u: its TCP control and UDP data share the port number
     )
     _start_gateway(
         context, Side.SERVER, creds.server, f"{topology.server_host}:{listen_b}", gateway_args
@@ -105,6 +109,11 @@ def start_clusterlink(context: SetupContext, *, gateway_args: tuple[str, ...] = 
             *(
                 _doc("Export", name, {"host": topology.server_host, "port": port})
                 for name, port in exports.items()
+            ),
+            _doc(
+                "Export",
+                "iperf-udp",
+                {"host": topology.server_host, "port": targets.iperf_port, "protocol": "UDP"},
             ),
             _allow_all(),
         ],
@@ -128,6 +137,21 @@ def start_clusterlink(context: SetupContext, *, gateway_args: tuple[str, ...] = 
                     },
                 )
                 for name, port in imports.items()
+            ),
+            _doc(
+                "Import",
+                "iperf-udp",
+                {
+                    "port": entry.iperf_port,
+                    "protocol": "UDP",
+                    "sources": [
+                        {
+                            "peer": SERVER_PEER,
+                            "exportName": "iperf-udp",
+                            "exportNamespace": "default",
+                        }
+                    ],
+                },
             ),
             _allow_all(),
         ],

@@ -13,4 +13,5 @@ __all__ = ["start_direct"]
 
 def start_direct(context: SetupContext) -> Entry:
     targets = context.targets
-    return Entry(context.topology.server_host, targets.echo_port, targets.iperf_port)
+    host, iperf = context.topology.server_host, targets.iperf_port
+    return Entry(host, targets.echo_port, iperf, udp_port=iperf)

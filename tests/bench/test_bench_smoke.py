@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SETUPS = ("direct", "stunnel", "haproxy", "clusterlink")
 TUNNELS = SETUPS[1:]
+UDP_SETUPS = ("direct", "clusterlink")  # stunnel and HAProxy carry no UDP
 IDLE_TUNNELS = 50
 RUN_TIMEOUT_S = 240
 CORES = os.cpu_count() or 1
@@ -69,6 +70,11 @@ def test_every_setup_measures_every_workload(
             assert workloads[name]["count"] > 0, (setup, name)
             assert workloads[name]["latency_us"]["p99"] > 0, (setup, name)
         assert workloads["idle-tunnels"]["tunnels"] == IDLE_TUNNELS, setup
+        udp = workloads["udp"]
+        if setup in UDP_SETUPS:
+            assert udp["datagrams_per_s"] > 0 and 0 <= udp["loss_percent"] <= 100, (setup, udp)
+        else:
+            assert udp["carried"] is False, setup
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 30)
