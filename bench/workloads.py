@@ -47,7 +47,7 @@ __all__ = ["Workload", "WorkloadRun", "run_workload"]
 
 _IDLE_SETTLE_S = 1.0  # after the last idle connection opened, before RSS is read
 _IPERF_SLACK_S = 60.0
-UDP_OFFERED_MBIT_S = 200  # about 20,800 datagrams/s of 1,200 bytes: more than a core relays
+UDP_OFFERED_MBIT_S = 1000  # about 104,000 datagrams/s of 1,200 bytes: more than a gateway relays
 UDP_DATAGRAM_BYTES = 1200
 
 
