@@ -24,6 +24,7 @@ _COLUMNS = (
     ("RESOURCE", "resource"),
     ("PEER", "peer"),
     ("CLIENT", "client"),
+    ("PROTOCOL", "protocol"),
     ("DECISION", "decision"),
     ("POLICY", "policy"),
     ("BYTES-UP", "bytesUp"),
