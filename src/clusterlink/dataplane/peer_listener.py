@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import weakref
 from collections.abc import Awaitable, Callable
@@ -51,6 +52,8 @@ from clusterlink.protocol.mux import (
 )
 from clusterlink.transport.mux import MuxSession
 from clusterlink.transport.tls import TLSLayer
+from clusterlink.transport.tls_sniff import peek_alpn, take_over
+from clusterlink.transport.tls_socket import SocketTLSTransport, handshake
 
 __all__ = ["PEER_ALPN", "PeerListener"]
 
@@ -165,6 +168,11 @@ class _PeerConnection(TLSLayer):
     Over ``max_connections`` or ``max_pending_handshakes`` the connection is reset before
     any TLS work, and counts nothing. Otherwise it holds a connection slot until it is lost
     and a handshake slot until its handshake ends (``PeerListener.handshake_ended``).
+
+    Before TLS starts, the ClientHello is peeked at (``transport.tls_sniff``): a connection
+    that will be multiplexed is served by a ``SocketTLSTransport`` (OpenSSL on the socket),
+    every other one by this layer, on a transport the loop makes anew for the socket. Both
+    take the slots along; a client that sends nothing meets the handshake deadline here.
     """
 
     def __init__(self, listener: PeerListener, context: ssl.SSLContext) -> None:
@@ -175,25 +183,78 @@ class _PeerConnection(TLSLayer):
             handshake_timeout_s=listener.settings.handshake_timeout_s,
         )
         self._listener = listener
+        self._context = context
         self._is_admitted = False
+        self._is_sniffed = False  # the next connection_made is the layer's own
+        self._stale_losses = 0  # losses of transports closed to take their socket over
+        self._sniffing: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._is_sniffed:
+            super().connection_made(transport)
+            return
         limits = self._listener.limits
         remote = format_peername(transport.get_extra_info("peername"))
         refusal = _admit(limits)
         if refusal is None:
             self._is_admitted = True
             self.handshake_done.add_done_callback(partial(self._listener.handshake_ended, remote))
-            super().connection_made(transport)
+            sock = take_over(transport)
+            if sock is None:
+                self._is_sniffed = True
+                super().connection_made(transport)
+                return
+            self._stale_losses += 1
+            self._sniffing = asyncio.ensure_future(self._sniff(sock))
             return
         limit, why = refusal
         limits.hit(limit, _host(remote), "reset %s: %s", remote, why)
         reset(cast(asyncio.Transport, transport))
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    async def _sniff(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._handshake_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                offered = await peek_alpn(sock)
+            chosen = next((p for p in PEER_ALPN if offered is not None and p in offered), None)
+            if chosen in (MUX_ALPN, REVERSE_MUX_ALPN):
+                timeout_s = max(deadline - loop.time(), 0.001)
+                tls = await handshake(sock, self._context, server_side=True, timeout_s=timeout_s)
+                self.handshake_done.set_result(None)
+                SocketTLSTransport(tls, self.app, on_lost=self._give_back).start()
+                return
+            self._is_sniffed = True  # the layer's own deadline starts now: the peek was short
+            await loop.connect_accepted_socket(lambda: self, sock)
+        except TimeoutError:
+            timeout_s = self._listener.settings.handshake_timeout_s
+            self._end_unserved(
+                sock, TimeoutError(f"TLS handshake did not finish within {timeout_s:g}s")
+            )
+        except OSError as exc:
+            self._end_unserved(sock, exc)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _end_unserved(self, sock: socket.socket, exc: Exception) -> None:
+        """The connection ends before any TLS layer took it: slots back, the failure told."""
+        sock.close()
+        self._give_back()
+        if not self.handshake_done.done():
+            self.handshake_done.set_exception(exc)
+            self.handshake_done.exception()  # seen by handshake_ended
+
+    def _give_back(self) -> None:
         if self._is_admitted:
             self._is_admitted = False
             self._listener.limits.peer_connections.give_back()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._stale_losses:
+            self._stale_losses -= 1
+            return  # the first transport, closed by take_over: not the connection
+        self._give_back()
         super().connection_lost(exc)
 
 

@@ -30,12 +30,12 @@ import collections
 import contextlib
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from clusterlink.transport.tls_linger import Linger
 
-__all__ = ["SocketTLSTransport", "handshake"]
+__all__ = ["SocketTLSTransport", "handshake", "wait_readable"]
 
 # The plaintext of one TLS record: OpenSSL returns at most this much per read.
 _RECORD = 16 * 1024
@@ -84,6 +84,11 @@ async def handshake(
         raise
 
 
+async def wait_readable(sock: socket.socket) -> None:
+    """Until ``sock`` has something to read (or is closed)."""
+    await _ready(asyncio.get_running_loop(), sock, reading=True)
+
+
 async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, reading: bool) -> None:
     """Until ``sock`` can be read (or written)."""
     ready: asyncio.Future[None] = loop.create_future()
@@ -106,8 +111,15 @@ async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, readin
 class SocketTLSTransport(asyncio.Transport):
     """A handshaken ``SSLSocket`` as an asyncio transport for ``app``."""
 
-    def __init__(self, sock: ssl.SSLSocket, app: asyncio.Protocol) -> None:
+    def __init__(
+        self,
+        sock: ssl.SSLSocket,
+        app: asyncio.Protocol,
+        *,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
+        self._on_lost = on_lost  # told once the socket is closed (a listener's slot)
         self._loop = asyncio.get_running_loop()
         self._sock = sock
         self._fd = sock.fileno()
@@ -299,6 +311,8 @@ class SocketTLSTransport(asyncio.Transport):
         self._queue.clear()
         self._queued = 0
         self._sock.close()
+        if self._on_lost is not None:
+            self._on_lost()
         app, self._app = self._app, asyncio.Protocol()
         self._loop.call_soon(app.connection_lost, exc)
 
