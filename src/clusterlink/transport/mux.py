@@ -2,8 +2,8 @@
 
 ``MuxSession`` is the application protocol of an mTLS connection whose ALPN is
 ``clusterlink-mux/1`` (or the reverse links' ``clusterlink-mux-reverse/1``): a
-``SocketTLSTransport`` where a gateway dialled a peer for its tunnels
-(``transport.tls_socket``: it never half-closes), a ``TLSLayer`` elsewhere. It drives a
+``SocketTLSTransport`` (``transport.tls_socket``: it never half-closes), or a ``TLSLayer``
+on a reverse link its gateway dialled. It drives a
 sans-io ``protocol.mux.MuxConnection`` and gives every tunnel a ``StreamTransport``
 (``transport.mux_stream``, re-exported here), a real ``asyncio.Transport``, so the relay
 (``dataplane.relay``) runs on a stream exactly as on a TCP socket. This module is the

@@ -6,12 +6,11 @@ one into a fresh ``bytes`` for the event loop; with the socket handed to OpenSSL
 exists. Measured alone (1 GB through TLS over a socket pair) the receiving end spends about
 0.4 s of CPU per GB instead of 0.7, the sending end 0.3 instead of 0.33. What the memory BIO
 buys is half-close (see ``transport.tls``), and a multiplexed connection never half-closes:
-a tunnel's half-close is one of its frames. So the multiplexed connections a gateway dials
-(``dataplane.connector``) run on this transport, and the basic mode, whose tunnel is the TLS
-connection, stays on ``TLSLayer``. Round trips of small messages cost the same either way.
-The peer listener's end stays on ``TLSLayer`` too: it must pick its TLS before OpenSSL has
-picked the protocol, and doing so from a peek at the ClientHello made round trips on the
-benchmark slower, not faster (see the README's benchmark notes).
+a tunnel's half-close is one of its frames. So multiplexed connections (``MuxSession`` over
+either ALPN) run on this transport: dialled by ``dataplane.connector``, accepted by the peer
+listener once a peek at the ClientHello (``tls_sniff``) says which protocol it will be. The
+basic mode, whose tunnel is the TLS connection, stays on ``TLSLayer``, and so do the reverse
+links a gateway dials. Round trips of small messages cost about the same either way.
 
 Invariants (the same as ``TLSLayer``'s, as far as ``MuxSession`` can tell):
 - ``connection_made`` only after a complete handshake (``handshake`` does it before).
