@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 
 from tests.integration.conftest import Link, Pair, StartGateway
 from tests.integration.documents import access_policy, peer
+from tests.integration.gateways import parse_address
 from tests.integration.udp_services import (
     ANSWER,
     MISSING,
@@ -47,7 +49,8 @@ def tunnel_mode(request: pytest.FixtureRequest) -> str:
 def pair(start_gateway: StartGateway, tunnel_mode: str) -> Pair:
     """The usual pair, with UDP flows that go idle after a second (observable in a test)."""
     idle = ("--udp-idle-timeout", str(IDLE_TIMEOUT_S))
-    a = start_gateway("a", "--label", "site=a", "--tunnel-mode", tunnel_mode, *idle)
+    metrics = ("--metrics-listen", "127.0.0.1:0")
+    a = start_gateway("a", "--label", "site=a", "--tunnel-mode", tunnel_mode, *idle, *metrics)
     b = start_gateway("b", "--label", "site=b", *idle)
     a.apply(peer("b", b.listen))
     b.apply(peer("a", a.listen))
@@ -93,6 +96,18 @@ def test_a_denied_udp_flow_gets_no_answer(link: Link, dns_port: int) -> None:
 
     assert dig(port, tries=1) == ""
     assert "default deny" in link.egress_log("dns", "refused")
+    assert udp_drops(link, "flow_ended") >= 1  # the query waited for a tunnel that never came
+
+
+def udp_drops(link: Link, reason: str) -> float:
+    """``clusterlink_udp_datagrams_dropped_total{reason}`` of the importing gateway."""
+    host, port = parse_address(link.source.info["metrics"])
+    url = f"http://{host}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    sample = f'clusterlink_udp_datagrams_dropped_total{{reason="{reason}"}} '
+    rows = [row for row in text.splitlines() if row.startswith(sample)]
+    return float(rows[0].rsplit(" ", 1)[1]) if rows else 0.0
 
 
 def test_an_idle_flow_ends_and_its_record_says_so(link: Link, dns_port: int) -> None:
