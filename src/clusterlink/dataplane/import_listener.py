@@ -1,9 +1,11 @@
-"""Import listeners: the local TCP ports that stand for remote services.
+"""Import listeners: the local ports that stand for remote services.
 
 Each Import gets one listener on ``--import-host``. A client connection is accepted with
 reading paused (no client byte is read before the tunnel exists), admitted against the
 listener's ``max_connections`` (over it: reset at once), and handed to ``Egress``, which does
 the rest of the source side of DESIGN §5. A client holds its listener slot until it ends.
+A UDP Import gets a UDP socket instead, whose client addresses become flows that take the
+same path (``udp_listener``).
 
 Binding is two-phase so that an ``apply`` stays all-or-nothing: ``prepare`` binds the sockets
 an apply needs without serving on them, the caller stores the resources, then ``commit``
