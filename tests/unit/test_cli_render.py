@@ -86,6 +86,7 @@ STATUS: dict[str, Any] = {
             "namespace": "default",
             "name": "echo",
             "port": 0,
+            "protocol": "UDP",
             "listen": "127.0.0.1:40111",
             "lbScheme": "static",
             "sources": SOURCES[:1],
@@ -190,7 +191,7 @@ def test_status_sections_cover_gateway_peers_exports_and_imports() -> None:
     assert ["labels", "site=lab"] in lines(text)
     assert ["uptime", "12s"] in lines(text) or ["uptime", "13s"] in lines(text)
     assert ["b", "127.0.0.1:9443", "no", "-", "0.8ms", "5", "heartbeats", "failed"] in lines(text)
-    assert ["default", "echo", "0", "127.0.0.1:40111", "b:default/echo", "static", "-"] in (
+    assert ["default", "echo", "0", "UDP", "127.0.0.1:40111", "b:default/echo", "static", "-"] in (
         lines(text)
     )
 

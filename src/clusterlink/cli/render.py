@@ -198,11 +198,13 @@ _STATUS_COLUMNS: dict[str, list[Column]] = {
         ("NAME", _field("name")),
         ("HOST", _field("host")),
         ("PORT", _field("port")),
+        ("PROTOCOL", _field("protocol")),
     ],
     "imports": [
         ("NAMESPACE", _field("namespace")),
         ("NAME", _field("name")),
         ("PORT", _field("port")),
+        ("PROTOCOL", _field("protocol")),
         ("LISTEN", _field("listen")),
         ("SOURCES", lambda row: _sources(row.get("sources"))),
         ("LB", _field("lbScheme")),

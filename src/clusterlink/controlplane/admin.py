@@ -264,7 +264,13 @@ class AdminServer:
             row = {"name": name, "gateways": gateways, "dialsIn": peer.spec.dials_in}
             peers.append({**row, **runtime})
         exports = [
-            {"namespace": key.namespace, "name": key.name, "host": e.spec.host, "port": e.spec.port}
+            {
+                "namespace": key.namespace,
+                "name": key.name,
+                "host": e.spec.host,
+                "port": e.spec.port,
+                "protocol": e.spec.protocol,
+            }
             for key, e in snapshot.exports.items()
         ]
         imports = [
@@ -272,6 +278,7 @@ class AdminServer:
                 "namespace": key.namespace,
                 "name": key.name,
                 "port": i.spec.port,
+                "protocol": i.spec.protocol,
                 "listen": self.resources.binder.listen_address(key),
                 "lbScheme": i.spec.lb_scheme,
                 "sources": [s.model_dump(by_alias=True) for s in i.spec.sources],

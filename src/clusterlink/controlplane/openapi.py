@@ -171,20 +171,28 @@ def _envelopes() -> dict[str, Any]:
             "labels": {"type": "object", "additionalProperties": STRING},
         },
     }
+    protocol = {"type": "string", "enum": ["TCP", "UDP"]}
     export = closed(
-        {"namespace": STRING, "name": STRING, "host": STRING, "port": {"type": "integer"}},
-        required=("namespace", "name", "host", "port"),
+        {
+            "namespace": STRING,
+            "name": STRING,
+            "host": STRING,
+            "port": {"type": "integer"},
+            "protocol": protocol,
+        },
+        required=("namespace", "name", "host", "port", "protocol"),
     )
     import_ = closed(
         {
             "namespace": STRING,
             "name": STRING,
             "port": {"type": "integer"},
+            "protocol": protocol,
             "listen": NULLABLE_STRING,
             "lbScheme": STRING,
             "sources": {"type": "array", "items": ref("ImportSource")},
         },
-        required=("namespace", "name", "port", "listen", "lbScheme", "sources"),
+        required=("namespace", "name", "port", "protocol", "listen", "lbScheme", "sources"),
     )
     return {
         "AnyDocument": any_document,
