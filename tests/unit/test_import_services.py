@@ -16,13 +16,16 @@ from clusterlink.ids import NamespacedName
 NS = "clusterlink-system"
 
 
-def an_import(name: str, namespace: str, *, port: int = 80, target_port: int = 5000) -> Import:
+def an_import(
+    name: str, namespace: str, *, port: int = 80, target_port: int = 5000, protocol: str = "TCP"
+) -> Import:
+    spec = {"port": port, "targetPort": target_port, "sources": [{"peer": "b"}]}
     resource = resource_from_dict(
         {
             "apiVersion": "clusterlink.net/v1alpha1",
             "kind": "Import",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"port": port, "targetPort": target_port, "sources": [{"peer": "b"}]},
+            "spec": {**spec, "protocol": protocol},
         }
     )
     assert isinstance(resource, Import)
@@ -36,6 +39,12 @@ def test_an_import_in_clusterlinks_namespace_is_one_clusterip_service_of_its_nam
     assert spec["type"] == "ClusterIP"
     assert spec["ports"] == [{"name": "tcp", "protocol": "TCP", "port": 80, "targetPort": 5000}]
     assert spec["selector"] == {"app.kubernetes.io/name": "clusterlink"}
+
+
+def test_a_udp_import_is_a_service_with_a_udp_port() -> None:
+    (service,) = desired_services(an_import("dns", NS, port=53, protocol="UDP"), NS)
+    ports = service.manifest["spec"]["ports"]
+    assert ports == [{"name": "udp", "protocol": "UDP", "port": 53, "targetPort": 5000}]
 
 
 def test_an_import_elsewhere_is_a_system_service_and_an_externalname_of_its_name() -> None:
