@@ -8,7 +8,7 @@ standalone gateway does itself (DESIGN §9, docs/kubernetes.md):
   listeners) and pokes the leader's controller;
 - an Import listens on its ``targetPort`` only (``port`` is its Service's), once leased;
 - an Export without ``host`` is its Service: dialled at the Service's cluster IP, on the
-  Export's ``port`` or else the Service's first port;
+  Export's ``port`` or else the Service's first port of the Export's protocol;
 - a client is who the Pod at its address is (namespace, service account, labels);
 - one replica at a time leads (``kube.leader``) and writes statuses, Services and leased
   ports (``controlplane.kube_controller``).
@@ -88,9 +88,11 @@ class KubernetesMode:
         ip = service.spec.clusterIP
         if not ip or ip == "None":
             raise ClusterLinkError(f"export {key}: service {key} has no cluster IP")
-        port = export.spec.port or next((p.port for p in service.spec.ports or []), 0)
+        protocol = export.spec.protocol  # the first port of the Export's protocol
+        ports = [p.port for p in service.spec.ports or [] if (p.protocol or "TCP") == protocol]
+        port = export.spec.port or next(iter(ports), 0)
         if not port:
-            raise ClusterLinkError(f"export {key}: service {key} has no port")
+            raise ClusterLinkError(f"export {key}: service {key} has no {protocol} port")
         return ip, port
 
     def identify(self, ip: str) -> ClientIdentity | None:
