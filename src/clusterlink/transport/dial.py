@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import AsyncIterator
 
 from clusterlink.addresses import Address, format_address
 from clusterlink.errors import CertificateError, PeerUnreachable
@@ -22,22 +23,28 @@ from clusterlink.transport.tls_socket import SocketTLSTransport, handshake
 __all__ = ["dial_tcp", "dial_tls", "dial_tls_socket", "expect_peer_listener"]
 
 
+@contextlib.asynccontextmanager
+async def _connecting(addr: Address, *, timeout_s: float, what: str) -> AsyncIterator[None]:
+    """A TCP connect within ``timeout_s``; its failures as ``PeerUnreachable`` naming ``what``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError:
+        raise PeerUnreachable(
+            f"{what} at {format_address(addr)} did not accept a connection within {timeout_s:g}s"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise PeerUnreachable(f"{what} at {format_address(addr)}: {reason.lower()}") from exc
+
+
 async def dial_tcp(
     addr: Address, protocol: asyncio.BaseProtocol, *, connect_timeout_s: float, what: str
 ) -> asyncio.Transport:
     """Connect ``protocol`` to ``addr``; ``what`` names the target in errors."""
     loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(connect_timeout_s):
-            transport, _ = await loop.create_connection(lambda: protocol, addr[0], addr[1])
-    except TimeoutError:
-        raise PeerUnreachable(
-            f"{what} at {format_address(addr)} did not accept a connection within "
-            f"{connect_timeout_s:g}s"
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise PeerUnreachable(f"{what} at {format_address(addr)}: {reason.lower()}") from exc
+    async with _connecting(addr, timeout_s=connect_timeout_s, what=what):
+        transport, _ = await loop.create_connection(lambda: protocol, addr[0], addr[1])
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
@@ -89,17 +96,8 @@ async def dial_tls_socket(
     """``dial_tls`` with OpenSSL on the socket itself (``transport.tls_socket``): for
     connections that never half-close. ``app`` gets ``connection_made`` before this returns."""
     loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(connect_timeout_s):
-            sock = await _connect(loop, addr)
-    except TimeoutError:
-        raise PeerUnreachable(
-            f"{what} at {format_address(addr)} did not accept a connection within "
-            f"{connect_timeout_s:g}s"
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise PeerUnreachable(f"{what} at {format_address(addr)}: {reason.lower()}") from exc
+    async with _connecting(addr, timeout_s=connect_timeout_s, what=what):
+        sock = await _connect(loop, addr)
     try:
         tls = await handshake(
             sock,
