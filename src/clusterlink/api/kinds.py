@@ -1,7 +1,8 @@
-"""The kind registry: canonical names, spellings users may type, scope, URL plurals, keys.
+"""The kind registry: the names of each kind (``clusterlink.kind_names``) with its model; keys.
 
-Everything that varies by kind, other than the model itself, lives in the one table below, so
-adding a kind is one line here plus its model. A ``ResourceKey`` is how every other part of the
+Everything that varies by kind, other than the model, lives in ``kind_names`` (which the
+command line can use without importing the models); adding a kind is one line there plus its
+model here. A ``ResourceKey`` is how every other part of the
 gateway names a resource (store rows, admin URLs, log lines); cluster-scoped kinds always have
 the namespace ``""`` in their key, whatever a user typed.
 """
@@ -16,12 +17,12 @@ from clusterlink.api.resources import (
     AccessPolicy,
     Export,
     Import,
-    KindName,
     Peer,
     PrivilegedAccessPolicy,
     Resource,
 )
 from clusterlink.errors import ValidationError
+from clusterlink.kind_names import KIND_NAMES, KindName, kind_names
 
 __all__ = [
     "KINDS",
@@ -45,30 +46,19 @@ class KindInfo:
     spellings: frozenset[str]  # lower-case forms accepted by resolve_kind, besides the name
 
 
-_INFOS: Final = (
-    KindInfo("Peer", Peer, "peers", False, frozenset({"peers"})),
-    KindInfo("Export", Export, "exports", True, frozenset({"exports"})),
-    KindInfo("Import", Import, "imports", True, frozenset({"imports"})),
-    KindInfo(
-        "AccessPolicy",
-        AccessPolicy,
-        "accesspolicies",
-        True,
-        frozenset({"accesspolicies", "policy", "policies"}),
-    ),
-    KindInfo(
-        "PrivilegedAccessPolicy",
-        PrivilegedAccessPolicy,
-        "privilegedaccesspolicies",
-        False,
-        frozenset({"privilegedaccesspolicies", "privilegedpolicy", "privilegedpolicies"}),
-    ),
+_MODELS: Final[Mapping[KindName, type[Resource]]] = {
+    "Peer": Peer,
+    "Export": Export,
+    "Import": Import,
+    "AccessPolicy": AccessPolicy,
+    "PrivilegedAccessPolicy": PrivilegedAccessPolicy,
+}
+_INFOS: Final = tuple(
+    KindInfo(k.name, _MODELS[k.name], k.plural, k.namespaced, k.spellings) for k in KIND_NAMES
 )
 
 KINDS: Final[Mapping[str, type[Resource]]] = {info.name: info.model for info in _INFOS}
-_BY_SPELLING: Final = {
-    spelling: info for info in _INFOS for spelling in {info.name.lower(), *info.spellings}
-}
+_BY_NAME: Final = {info.name: info for info in _INFOS}
 _BY_MODEL: Final = {info.model: info for info in _INFOS}
 
 
@@ -80,15 +70,7 @@ def resolve_kind(text: str) -> type[Resource]:
 def kind_info(kind: str | type[Resource]) -> KindInfo:
     if isinstance(kind, type):
         return _BY_MODEL[kind]
-    info = _BY_SPELLING.get(kind.lower())
-    if info is None:
-        accepted = ", ".join(KINDS)
-        raise ValidationError(
-            f"unknown kind {kind!r}; accepted kinds: {accepted} "
-            "(singular or plural, any case; 'policy' means AccessPolicy)",
-            field="kind",
-        )
-    return info
+    return _BY_NAME[kind_names(kind).name]
 
 
 def is_namespaced(kind: str | type[Resource]) -> bool:

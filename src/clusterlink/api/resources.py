@@ -34,6 +34,7 @@ from clusterlink.api.names import (
     ResourceName,
 )
 from clusterlink.ids import NamespacedName, ServiceProtocol
+from clusterlink.kind_names import KindName
 from clusterlink.policy import Side, key_problem
 
 __all__ = [
@@ -72,7 +73,6 @@ __all__ = [
 
 API_VERSION: Final = "clusterlink.net/v1alpha1"
 
-KindName = Literal["Peer", "Export", "Import", "AccessPolicy", "PrivilegedAccessPolicy"]
 LBScheme = Literal["round-robin", "random", "static"]
 Action = Literal["allow", "deny"]
 

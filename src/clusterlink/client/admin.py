@@ -4,7 +4,7 @@ The CLI, the demo and users' scripts all talk to a gateway through this class, s
 call can fail is turned into our error hierarchy *here*, once: a transport failure becomes
 ``PeerUnreachable`` (or ``CertificateError`` when the TLS handshake is refused), an error answer
 becomes ``NotFoundError``, ``ValidationError`` (with the server's ``field``), ``ConflictError``
-or ``AdminAPIError``. Nothing above this module sees an ``httpx`` exception.
+or ``AdminAPIError``. Nothing above this module sees an ``ssl`` or ``http.client`` exception.
 
 Why synchronous: a CLI run makes one or two calls, and a blocking client keeps callers free of
 an event loop. Every call is bounded: ``connect_timeout_s`` for the TCP and TLS set-up,
@@ -13,18 +13,31 @@ an event loop. Every call is bounded: ``connect_timeout_s`` for the TCP and TLS 
 The gateway's certificate names the *peer*, not the address we dial (usually 127.0.0.1), so
 every request sets the TLS server name (SNI and the name checked) to the peer's name. Proxy
 settings from the environment are ignored: the admin API is always dialled directly.
+
+The client is built on the standard library (``https``) and, for a sound peer directory, loads
+its credentials without ``cryptography`` (``credentials``): a ``clusterlink get`` then costs
+little more than the interpreter's start.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
 from clusterlink import addresses
+from clusterlink.client.credentials import (
+    diagnose,
+    gateway_info,
+    load_admin_credentials,
+    not_running,
+)
+from clusterlink.client.https import AdminConnection, Answer
 from clusterlink.errors import (
     AdminAPIError,
     CertificateError,
@@ -35,9 +48,7 @@ from clusterlink.errors import (
     PeerUnreachable,
     ValidationError,
 )
-
-if TYPE_CHECKING:
-    import httpx  # imported when a client is made: `clusterlink --help` should not pay for it
+from clusterlink.kind_names import kind_names
 
 __all__ = ["AdminClient", "Changes", "Document", "format_address", "parse_address"]
 
@@ -91,7 +102,8 @@ class AdminClient:
     """Calls one gateway's admin API with this peer's admin certificate.
 
     Use :meth:`from_peer_dir` unless you already hold an SSL context; close it (or use it as a
-    context manager) to release the pooled connection.
+    context manager) to release its connection. It makes one call at a time: callers that share
+    one between threads take turns (as the dashboard does).
     """
 
     def __init__(
@@ -103,22 +115,23 @@ class AdminClient:
         hint: str = "",
         timeout_s: float = 30.0,
         connect_timeout_s: float = 5.0,
-        transport: httpx.BaseTransport | None = None,
+        diagnose: Callable[[], None] | None = None,
     ) -> None:
-        import httpx
-
         host, port = parse_address(address)
         host = _WILDCARD_TO_LOOPBACK.get(host, host)
         self.peer = peer
         self.address = format_address(host, port)
         self.timeout_s = timeout_s
         self._hint = hint
-        self._http = httpx.Client(
-            base_url=f"https://{self.address}",
-            verify=ssl_context,
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            trust_env=False,
-            transport=transport,
+        # Raises the error that explains a refused handshake, if this side's files explain it.
+        self._diagnose = diagnose
+        self._connection = AdminConnection(
+            host,
+            port,
+            server_name=peer,
+            ssl_context=ssl_context,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
         )
 
     @classmethod
@@ -128,24 +141,30 @@ class AdminClient:
         The address is ``admin`` if given, else the ``admin`` address the running gateway wrote
         to ``<peer_dir>/gateway.json``.
         """
-        from clusterlink import certs
-
-        pd = certs.load_peer_dir(peer_dir)
-        start = f"`clusterlink gateway run --peer-dir {pd.path}`"
+        info = gateway_info(peer_dir)
+        found = load_admin_credentials(peer_dir, info)
+        start = f"`clusterlink gateway run --peer-dir {found.path}`"
         if admin is None:
-            admin = _admin_address_of(pd.name, pd.path / "gateway.json", start)
+            if info is None:
+                raise not_running(found.peer, found.path, start)
+            admin = info.get("admin")
+            if not isinstance(admin, str):
+                raise PeerUnreachable(
+                    f"{found.path / 'gateway.json'} names no admin address; restart the gateway"
+                )
             hint = f"is {start} running?"
         else:
             hint = f"is {start} running, and does --admin {admin} match its --admin-listen?"
         return cls(
-            peer=pd.name,
+            peer=found.peer,
             address=admin,
-            ssl_context=certs.admin_client_context(pd),
+            ssl_context=found.ssl_context,
             hint=hint,
+            diagnose=lambda: diagnose(found.path),
         )
 
     def close(self) -> None:
-        self._http.close()
+        self._connection.close()
 
     def __enter__(self) -> AdminClient:
         return self
@@ -248,56 +267,50 @@ class AdminClient:
         params: dict[str, str] | None = None,
         is_link: bool = False,
     ) -> Document:
-        import httpx
-
         where = f"the admin API of peer {self.peer} at {self.address}"
+        target = f"{path}?{urlencode(params)}" if params else path
+        data = None if body is None else json.dumps(body).encode()
         try:
-            response = self._http.request(
-                method, path, json=body, params=params, extensions={"sni_hostname": self.peer}
-            )
-        except httpx.TimeoutException as exc:
-            raise PeerUnreachable(
-                f"{where} did not answer within {self.timeout_s:g} s; {self._hint}"
-            ) from exc
-        except httpx.TransportError as exc:
+            self._connection.connect()
+        except TimeoutError as exc:
+            raise self._no_answer(where) from exc
+        except ssl.SSLError as exc:
+            raise self._handshake_failed(where, exc) from exc
+        except OSError as exc:
+            raise PeerUnreachable(f"cannot reach {where}: {_why(exc)}; {self._hint}") from exc
+        try:
+            answer = self._connection.request(method, target, data)
+        except TimeoutError as exc:
+            raise self._no_answer(where) from exc
+        except ssl.SSLError as exc:
             # With TLS 1.3 a refused client certificate shows up on the first read, not in
-            # connect, so any transport error may be a TLS one.
-            if (tls_error := _cause_of_type(exc, ssl.SSLError)) is not None:
-                raise CertificateError(
-                    f"TLS handshake with {where} failed ({_why(tls_error)}); check that this "
-                    f"address is the gateway of peer {self.peer} and that the peer directory "
-                    "belongs to its fabric"
-                ) from exc
-            if isinstance(exc, httpx.ConnectError):
-                raise PeerUnreachable(f"cannot reach {where}: {_why(exc)}; {self._hint}") from exc
+            # the handshake.
+            raise self._handshake_failed(where, exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
             raise PeerUnreachable(f"lost the connection to {where}: {_why(exc)}") from exc
-        answer = _json_of(response)
-        if response.is_success and isinstance(answer, dict):
-            return answer
-        raise _error_of(response.status_code, answer, where, is_link=is_link)
+        document = _json_of(answer)
+        if 200 <= answer.status < 300 and isinstance(document, dict):
+            return document
+        if answer.status == 403 and self._diagnose is not None:
+            self._diagnose()  # e.g. an admin certificate of another peer
+        raise _error_of(answer.status, document, where, is_link=is_link)
 
+    def _no_answer(self, where: str) -> PeerUnreachable:
+        return PeerUnreachable(f"{where} did not answer within {self.timeout_s:g} s; {self._hint}")
 
-def _admin_address_of(peer: str, gateway_json: Path, start: str) -> str:
-    try:
-        info = json.loads(gateway_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PeerUnreachable(
-            f"the gateway of peer {peer} is not running ({gateway_json} does not exist); "
-            f"start it with {start}, or pass --admin HOST:PORT"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise PeerUnreachable(f"cannot read {gateway_json}: {_why(exc)}") from exc
-    admin = info.get("admin") if isinstance(info, dict) else None
-    if not isinstance(admin, str):
-        raise PeerUnreachable(f"{gateway_json} names no admin address; restart the gateway")
-    return admin
+    def _handshake_failed(self, where: str, exc: ssl.SSLError) -> CertificateError:
+        if self._diagnose is not None:
+            self._diagnose()  # this side's files may say what is wrong, in their own words
+        return CertificateError(
+            f"TLS handshake with {where} failed ({_why(exc)}); check that this "
+            f"address is the gateway of peer {self.peer} and that the peer directory "
+            "belongs to its fabric"
+        )
 
 
 def _path_of(kind: str) -> str:
     """The URL segment of a kind typed any accepted way (``import``, ``Imports``, ...)."""
-    from clusterlink.api import plural
-
-    return plural(kind)
+    return kind_names(kind).plural
 
 
 def _list_of(answer: Document, key: str) -> list[Document]:
@@ -307,9 +320,9 @@ def _list_of(answer: Document, key: str) -> list[Document]:
     return items
 
 
-def _json_of(response: httpx.Response) -> Any:
+def _json_of(answer: Answer) -> Any:
     try:
-        return response.json()
+        return json.loads(answer.body)
     except ValueError:
         return None
 
