@@ -85,7 +85,10 @@ UNSUPPORTED_FIELDS: Final = {"workloadSets": "not supported; use workloadSelecto
 
 
 class _Model(BaseModel):
+    # defer_build: a model's validator is built when first used, not at import, so a gateway
+    # or a command that never validates a kind does not pay for it (see bench/cli_speed.py).
     model_config = ConfigDict(
+        defer_build=True,
         extra="forbid",
         frozen=True,
         alias_generator=to_camel,
