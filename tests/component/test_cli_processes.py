@@ -1,6 +1,6 @@
 """The command line as a real process: the console script and ``python -m clusterlink``.
 
-What the in-process tests (tests/unit/test_cli_*.py, through typer's runner) cannot show:
+What the in-process tests (tests/unit/test_cli_*.py, through click's runner) cannot show:
 that the installed entry points start, print to the real stdout and exit with the right
 status. No gateway is involved; the management commands against a running one are in
 test_cli_end_to_end.py.

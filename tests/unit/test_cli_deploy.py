@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from clusterlink.certs import create_fabric, create_peer_cert
 from clusterlink.cli.main import app

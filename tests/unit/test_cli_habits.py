@@ -1,7 +1,7 @@
 """Habits kubectl users bring: global flags after the command, one-line usage errors."""
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from clusterlink.cli.context import hoist_globals
 from clusterlink.cli.main import app

@@ -10,10 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from typer.testing import CliRunner
 
 from clusterlink.certs.issuing import peer_names
 from clusterlink.cli.main import app

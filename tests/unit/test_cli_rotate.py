@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from cryptography import x509
-from typer.testing import CliRunner, Result
 
 from clusterlink.certs import ca_id, load_peer_dir
 from clusterlink.cli.main import app

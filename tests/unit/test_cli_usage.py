@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from clusterlink import __version__
 from clusterlink.certs import create_fabric, create_peer_cert

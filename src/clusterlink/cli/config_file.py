@@ -16,13 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import typer
-from typer._click.core import Context, Parameter
+import click
 
 __all__ = ["load_into_context"]
 
 
-def load_into_context(ctx: Context, param: Parameter, value: Path | None) -> Path | None:
+def load_into_context(
+    ctx: click.Context, param: click.Parameter, value: Path | None
+) -> Path | None:
     """Eager option callback: read ``value`` into ``ctx.default_map``, keyed by flag."""
     if value is None or ctx.resilient_parsing:
         return value
@@ -32,7 +33,7 @@ def load_into_context(ctx: Context, param: Parameter, value: Path | None) -> Pat
     for key, setting in settings.items():
         name = flags.get(str(key))
         if name is None:
-            raise typer.BadParameter(
+            raise click.BadParameter(
                 f"{value}: unknown key {key!r}; the keys are the flags of "
                 f"`{ctx.command_path}` without '--' (e.g. {next(iter(flags), 'listen')})"
             )
@@ -41,7 +42,7 @@ def load_into_context(ctx: Context, param: Parameter, value: Path | None) -> Pat
     return value
 
 
-def _flags_of(ctx: Context, *, exclude: str | None) -> dict[str, str]:
+def _flags_of(ctx: click.Context, *, exclude: str | None) -> dict[str, str]:
     """``{"metrics-listen": "metrics_listen", ...}``: every long flag of the command."""
     flags: dict[str, str] = {}
     for param in ctx.command.params:
@@ -59,15 +60,15 @@ def _read(path: Path) -> dict[Any, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise typer.BadParameter(f"{path}: {(exc.strerror or str(exc)).lower()}") from None
+        raise click.BadParameter(f"{path}: {(exc.strerror or str(exc)).lower()}") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        raise typer.BadParameter(f"{path} is not valid YAML{line}") from None
+        raise click.BadParameter(f"{path} is not valid YAML{line}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise typer.BadParameter(f"{path} must hold a mapping of flag: value")
+        raise click.BadParameter(f"{path} must hold a mapping of flag: value")
     return data
 
 

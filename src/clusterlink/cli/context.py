@@ -13,7 +13,6 @@ both orders mean the same.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-from typer.core import TyperGroup
+import click
+from click.exceptions import NoArgsIsHelpError
 
 from clusterlink.errors import ClusterLinkError
 
@@ -31,6 +29,7 @@ if TYPE_CHECKING:
     from clusterlink.client import AdminClient
 
 __all__ = [
+    "COMPLETE_VAR",
     "Globals",
     "OneLineErrors",
     "address_option",
@@ -41,6 +40,8 @@ __all__ = [
 ]
 
 PEER_DIR_ENV = "CLUSTERLINK_PEER_DIR"
+# A shell asking for completions calls us back with this set (see ``completion``).
+COMPLETE_VAR = "_CLUSTERLINK_COMPLETE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,55 +116,58 @@ def _option_name(arg: str) -> str:
     return arg.partition("=")[0] if arg.startswith("--") else arg
 
 
-class OneLineErrors(TyperGroup):
+class OneLineErrors(click.Group):
     """The root command group: our errors become one stderr line and exit status 1, usage
     errors one line and exit status 2."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        # click's own standalone mode prints a usage dump; the error contract is ours, so
+        # click runs non-standalone and every outcome becomes an exit status here. A shell
+        # asking for completions is answered (and exits) inside click, before any parsing.
         args = hoist_globals(sys.argv[1:] if args is None else args)
-        extra.pop("standalone_mode", None)
-        if os.environ.get("_CLUSTERLINK_COMPLETE"):  # a shell asking for completions
-            from typer._completion_classes import completion_init
-
-            completion_init()
         try:
-            code = super().main(args, prog_name, standalone_mode=False, **extra)
+            code = super().main(
+                args,
+                prog_name or "clusterlink",
+                complete_var or COMPLETE_VAR,
+                standalone_mode=False,
+                **extra,
+            )
         except NoArgsIsHelpError as exc:
             exc.show()
             code = exc.exit_code
-        except UsageError as exc:
-            typer.echo(f"error: {_usage_line(exc)}", err=True)
+        except click.UsageError as exc:
+            click.echo(f"error: {_usage_line(exc)}", err=True)
             code = exc.exit_code
-        except ClickException as exc:
-            typer.echo(f"error: {_one_line(exc)}", err=True)
+        except click.ClickException as exc:
+            click.echo(f"error: {_one_line(exc)}", err=True)
             code = exc.exit_code
-        except typer.Abort:
-            typer.echo("error: aborted", err=True)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
             code = 1
         sys.exit(code if isinstance(code, int) else 0)
 
-    # `ctx` is click's Context; typer only re-exports a subclass of it, and narrowing the
-    # parameter type of an override would break substitutability.
-    def invoke(self, ctx: Any) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
-            raise  # stdout closed by the reader (`| head`): typer exits quietly
+            raise  # stdout closed by the reader (`| head`): click exits quietly
         except (ClusterLinkError, OSError) as exc:
-            typer.echo(f"error: {_one_line(exc)}", err=True)
-            raise typer.Exit(1) from exc
+            click.echo(f"error: {_one_line(exc)}", err=True)
+            ctx.exit(1)
 
 
-def _usage_line(exc: UsageError) -> str:
+def _usage_line(exc: click.UsageError) -> str:
     """``no such option: --bogus; see `clusterlink status --help```: one line, with where to
     look next."""
-    # typer checks choices with pydantic, whose messages start with its own category.
-    message = " ".join(exc.format_message().replace("Value error, ", "").split())
+    message = " ".join(exc.format_message().split())
     message = message[:1].lower() + message[1:] if message[1:2].islower() else message
     if exc.ctx is None:
         return message
@@ -178,7 +182,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def peer_dir_of(ctx: typer.Context, given: Path | None = None) -> Path:
+def peer_dir_of(ctx: click.Context, given: Path | None = None) -> Path:
     """The peer directory: ``given`` (a command's own option), else the global one."""
     globals_ = ctx.find_object(Globals)
     peer_dir = given or (globals_.peer_dir if globals_ else None)
@@ -187,7 +191,7 @@ def peer_dir_of(ctx: typer.Context, given: Path | None = None) -> Path:
     return peer_dir
 
 
-def client_of(ctx: typer.Context) -> AdminClient:
+def client_of(ctx: click.Context) -> AdminClient:
     """A client of the admin API of the gateway that the global options point at."""
     from clusterlink.client import AdminClient
 
@@ -202,10 +206,10 @@ def usage_errors(flag: str) -> Iterator[None]:
     try:
         yield
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=flag) from None
+        raise click.BadParameter(str(exc), param_hint=flag) from None
 
 
-def address_option(value: str | None) -> str | None:
+def address_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Option callback: ``HOST:PORT`` or a usage error."""
     from clusterlink.client import parse_address
 
@@ -213,5 +217,5 @@ def address_option(value: str | None) -> str | None:
         try:
             parse_address(value)
         except ClusterLinkError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return value

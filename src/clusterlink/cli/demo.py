@@ -26,9 +26,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
 if TYPE_CHECKING:
     from rich.console import Console  # imported when the demo runs: rich takes a while
@@ -266,12 +266,14 @@ def _workdir(given: Path | None) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def demo(
-    workdir: Annotated[
-        Path | None,
-        typer.Option(help="Keep the fabric, state and logs here (default: a temporary dir)."),
-    ] = None,
-) -> None:
+@click.command("demo")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    help="Keep the fabric, state and logs here (default: a temporary dir).",
+)
+@click.pass_context
+def demo(ctx: click.Context, workdir: Path | None) -> None:
     """A fabric, two gateways and a service on loopback: denied, allowed, data flowing.
 
     Everything it starts is stopped at the end, and its files removed unless --workdir is given.
@@ -296,10 +298,10 @@ def demo(
             for site in run.procs:
                 for line in run.log_lines(site)[-5:]:
                     console.print(f"    {site}: {line}", markup=False)
-            raise typer.Exit(1)
+            ctx.exit(1)
         if problems:
             console.print(f"[bold red]demo failed:[/] {'; '.join(problems)}")
-            raise typer.Exit(1)
+            ctx.exit(1)
     console.print(
         f"[bold green]demo passed[/] in {time.monotonic() - started:.1f}s; "
         f"both gateways stopped cleanly{'' if workdir else ' and the temporary files are gone'}"

@@ -16,79 +16,85 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
 from clusterlink.cli.context import usage_errors
 from clusterlink.cli.documents import parse_label
-from clusterlink.cli.fabric import DEFAULT_FABRIC
-from clusterlink.cli.gateway import LogLevel
+from clusterlink.cli.fabric import DEFAULT_FABRIC, path_option
+from clusterlink.cli.gateway import LOG_LEVELS
 from clusterlink.errors import CertificateError, ValidationError
+
+if TYPE_CHECKING:
+    from clusterlink.manifests import IngressKind
 
 __all__ = ["deploy_peer"]
 
 K8S_FILE = "k8s.yaml"
 
 
-class Ingress(StrEnum):
-    NONE = "none"
-    NODE_PORT = "NodePort"
-    LOAD_BALANCER = "LoadBalancer"
-
-
-class Output(StrEnum):
-    YAML = "yaml"
-
-
+@click.command("peer")
+@click.option("--name", required=True, help="The peer, as named in `create peer-cert`.")
+@click.option("--fabric", default=DEFAULT_FABRIC, help="The fabric the peer belongs to.")
+@path_option
+@click.option(
+    "--namespace",
+    default="clusterlink-system",
+    help="ClusterLink's namespace: the gateway, its Peers and Lease.",
+)
+@click.option(
+    "--ingress",
+    type=click.Choice(["none", "NodePort", "LoadBalancer"], case_sensitive=False),
+    default="LoadBalancer",
+    help="The Service other peers connect to: none (ClusterIP), NodePort or LoadBalancer.",
+)
+@click.option(
+    "--ingress-port",
+    type=click.IntRange(1, 65535),
+    help="The nodePort of a NodePort Service, else the Service's port.",
+    show_default="443; a free nodePort for NodePort",
+)
+@click.option("--replicas", type=click.IntRange(min=1), default=1, help="Gateway pods.")
+@click.option(
+    "--label",
+    multiple=True,
+    help="A label of this peer, K=V; repeat for more.",
+    show_default=False,
+)
+@click.option("--image", help="The gateway's container image.", show_default="this version's")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["yaml"]),
+    help="yaml: print to stdout instead of writing a file.",
+)
+@click.option(
+    "--output-file",
+    type=click.Path(path_type=Path),
+    help="Where to write the YAML.",
+    show_default=f"PEER_DIR/{K8S_FILE}",
+)
 def deploy_peer(
     *,
-    name: Annotated[str, typer.Option(help="The peer, as named in `create peer-cert`.")],
-    fabric: Annotated[str, typer.Option(help="The fabric the peer belongs to.")] = (DEFAULT_FABRIC),
-    path: Annotated[Path, typer.Option(help="The directory that holds the fabric.")] = Path(),
-    namespace: Annotated[
-        str, typer.Option(help="ClusterLink's namespace: the gateway, its Peers and Lease.")
-    ] = "clusterlink-system",
-    ingress: Annotated[
-        Ingress,
-        typer.Option(
-            case_sensitive=False,
-            help="The Service other peers connect to: none (ClusterIP), NodePort or LoadBalancer.",
-        ),
-    ] = Ingress.LOAD_BALANCER,
-    ingress_port: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=65535,
-            help="The nodePort of a NodePort Service, else the Service's port.",
-            show_default="443; a free nodePort for NodePort",
-        ),
-    ] = None,
-    replicas: Annotated[int, typer.Option(min=1, help="Gateway pods.")] = 1,
-    label: Annotated[
-        list[str] | None,
-        typer.Option(help="A label of this peer, K=V; repeat for more.", show_default=False),
-    ] = None,
-    image: Annotated[
-        str | None,
-        typer.Option(help="The gateway's container image.", show_default="this version's"),
-    ] = None,
-    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False)] = LogLevel.INFO,
-    output: Annotated[
-        Output | None,
-        typer.Option("--output", "-o", help="yaml: print to stdout instead of writing a file."),
-    ] = None,
-    output_file: Annotated[
-        Path | None,
-        typer.Option(help="Where to write the YAML.", show_default=f"PEER_DIR/{K8S_FILE}"),
-    ] = None,
+    name: str,
+    fabric: str,
+    path: Path,
+    namespace: str,
+    ingress: IngressKind,  # click.Choice of exactly these
+    ingress_port: int | None,
+    replicas: int,
+    label: tuple[str, ...],
+    image: str | None,
+    log_level: str,
+    output: str | None,
+    output_file: Path | None,
 ) -> None:
     """Write the Kubernetes objects that run this peer's gateway (CRDs, RBAC, Secret, ...)."""
     if output is not None and output_file is not None:
-        raise typer.BadParameter("give -o yaml or --output-file, not both", param_hint="-o")
+        raise click.BadParameter("give -o yaml or --output-file, not both", param_hint="-o")
     from clusterlink import certs
     from clusterlink.api import dump_objects
     from clusterlink.certs.peerdir import GATEWAY_FILES, read_gateway_credentials
@@ -99,21 +105,21 @@ def deploy_peer(
     with _usage("--fabric"):
         certs.validate_fabric_name(fabric)
     with usage_errors("--label"):
-        labels = dict(parse_label(item) for item in label or [])
+        labels = dict(parse_label(item) for item in label)
     try:
         deployment = PeerDeployment(
             peer=peer,
             namespace=namespace,
-            ingress=ingress.value,
+            ingress=ingress,
             ingress_port=ingress_port,
             replicas=replicas,
             labels=labels,
             image=image or DEFAULT_IMAGE,
-            log_level=log_level.value,
+            log_level=log_level,
         )
     except ValidationError as exc:
         flag = f"--{(exc.field or '').replace('_', '-')}"  # PeerDeployment names the setting
-        raise typer.BadParameter(exc.message, param_hint=flag) from None
+        raise click.BadParameter(exc.message, param_hint=flag) from None
 
     peer_dir = path / fabric / name
     credentials = read_gateway_credentials(peer_dir)
@@ -124,12 +130,12 @@ def deploy_peer(
         )
     files = {file: (peer_dir / file).read_bytes() for file in GATEWAY_FILES}
     text = dump_objects(peer_manifests(deployment, files))
-    if output is Output.YAML:
-        typer.echo(text, nl=False)
+    if output == "yaml":
+        click.echo(text, nl=False)
         return
     target = output_file or peer_dir / K8S_FILE
     _write_private(target, text)
-    typer.echo(
+    click.echo(
         f"wrote {target} (0600: it holds the private key of peer {peer}); "
         f"apply it with `kubectl apply -f {target}`"
     )
@@ -141,7 +147,7 @@ def _usage(flag: str) -> Iterator[None]:
     try:
         yield
     except ValidationError as exc:
-        raise typer.BadParameter(str(exc), param_hint=flag) from None
+        raise click.BadParameter(str(exc), param_hint=flag) from None
 
 
 def _write_private(target: Path, text: str) -> None:

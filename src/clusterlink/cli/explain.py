@@ -9,9 +9,9 @@ table one line per tier in decision order, the deciding tier marked ``*``, and t
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import typer
+import click
 
 from clusterlink.cli.context import client_of, usage_errors
 from clusterlink.cli.documents import parse_label
@@ -19,50 +19,50 @@ from clusterlink.cli.documents import parse_label
 __all__ = ["explain"]
 
 
+@click.command("explain")
+@click.option(
+    "--import",
+    "import_",
+    help="Explain egress: a client of this Import, NAMESPACE/NAME or NAME.",
+)
+@click.option("--export", help="Explain ingress: a peer asking for this Export, NAMESPACE/NAME.")
+@click.option(
+    "--peer",
+    help="With --export: the calling peer. With --import: only its source at this peer.",
+)
+@click.option("--client-ip", help="The client's address (needed with --import).")
+@click.option("--client-namespace", help="The client pod's namespace (Kubernetes).")
+@click.option("--client-service-account", help="The client pod's service account (Kubernetes).")
+@click.option(
+    "--client-label",
+    multiple=True,
+    help="A label of the client pod, K=V; repeat for more.",
+    show_default=False,
+)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
 def explain(
-    ctx: typer.Context,
+    ctx: click.Context,
     *,
-    import_: Annotated[
-        str | None,
-        typer.Option(
-            "--import", help="Explain egress: a client of this Import, NAMESPACE/NAME or NAME."
-        ),
-    ] = None,
-    export: Annotated[
-        str | None,
-        typer.Option(help="Explain ingress: a peer asking for this Export, NAMESPACE/NAME."),
-    ] = None,
-    peer: Annotated[
-        str | None,
-        typer.Option(
-            help="With --export: the calling peer. With --import: only its source at this peer."
-        ),
-    ] = None,
-    client_ip: Annotated[
-        str | None, typer.Option(help="The client's address (needed with --import).")
-    ] = None,
-    client_namespace: Annotated[
-        str | None, typer.Option(help="The client pod's namespace (Kubernetes).")
-    ] = None,
-    client_service_account: Annotated[
-        str | None, typer.Option(help="The client pod's service account (Kubernetes).")
-    ] = None,
-    client_label: Annotated[
-        list[str] | None,
-        typer.Option(help="A label of the client pod, K=V; repeat for more.", show_default=False),
-    ] = None,
-    output: Annotated[Literal["table", "json"], typer.Option("-o", "--output")] = "table",
+    import_: str | None,
+    export: str | None,
+    peer: str | None,
+    client_ip: str | None,
+    client_namespace: str | None,
+    client_service_account: str | None,
+    client_label: tuple[str, ...],
+    output: str,
 ) -> None:
     """Which policy would decide a connection, tier by tier: privileged deny, privileged
     allow, deny, allow, default deny."""
     if (import_ is None) == (export is None):
-        raise typer.BadParameter("give --import (egress) or --export (ingress)")
+        raise click.BadParameter("give --import (egress) or --export (ingress)")
     if export is not None and peer is None:
-        raise typer.BadParameter("--export needs --peer: the peer asking for it")
+        raise click.BadParameter("--export needs --peer: the peer asking for it")
     if import_ is not None and client_ip is None:
-        raise typer.BadParameter("--import needs --client-ip: the client's address")
+        raise click.BadParameter("--import needs --client-ip: the client's address")
     with usage_errors("--client-label"):
-        labels = dict(parse_label(item) for item in client_label or [])
+        labels = dict(parse_label(item) for item in client_label)
     given = {
         "import": import_,
         "export": export,
@@ -76,9 +76,9 @@ def explain(
     with client_of(ctx) as client:
         answer = client.explain(body)
     if output == "json":
-        typer.echo(json.dumps(answer, indent=2))
+        click.echo(json.dumps(answer, indent=2))
         return
-    typer.echo("\n\n".join(render(answer, trace) for trace in answer["traces"]))
+    click.echo("\n\n".join(render(answer, trace) for trace in answer["traces"]))
 
 
 def render(answer: dict[str, Any], trace: dict[str, Any]) -> str:

@@ -7,9 +7,8 @@ keys, never overwriting) live in ``clusterlink.certs`` and are only reported her
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import click
 
 __all__ = ["create_fabric", "create_peer_cert"]
 
@@ -18,35 +17,45 @@ __all__ = ["create_fabric", "create_peer_cert"]
 DEFAULT_FABRIC = "default_fabric"
 
 
-def create_fabric(
-    name: Annotated[str, typer.Option(help="Fabric name (a directory under --path).")] = (
-        DEFAULT_FABRIC
-    ),
-    path: Annotated[Path, typer.Option(help="Where to create the fabric directory.")] = Path(),
-    rotate: Annotated[
-        bool,
-        typer.Option(
-            "--rotate",
-            help="Give the existing fabric a new CA; the current one moves to "
-            "PATH/NAME/previous_ca/ (refused while that exists). See docs/certificates.md.",
-        ),
-    ] = False,
-) -> None:
+path_option = click.option(
+    "--path",
+    type=click.Path(path_type=Path),
+    default=Path(),
+    help="The directory that holds the fabric.",
+)
+fabric_option = click.option("--fabric", default=DEFAULT_FABRIC, help="The fabric that issues it.")
+
+
+@click.command("fabric")
+@click.option("--name", default=DEFAULT_FABRIC, help="Fabric name (a directory under --path).")
+@click.option(
+    "--path",
+    type=click.Path(path_type=Path),
+    default=Path(),
+    help="Where to create the fabric directory.",
+)
+@click.option(
+    "--rotate",
+    is_flag=True,
+    help="Give the existing fabric a new CA; the current one moves to "
+    "PATH/NAME/previous_ca/ (refused while that exists). See docs/certificates.md.",
+)
+def create_fabric(name: str, path: Path, rotate: bool) -> None:
     """Create a fabric CA in PATH/NAME (cert.pem, key.pem); never overwrites."""
     from clusterlink import certs
 
     if not rotate:
         created = certs.create_fabric(path, name)
-        typer.echo(f"created fabric {name} in {created}")
+        click.echo(f"created fabric {name} in {created}")
         _warn_about_ca_key(created / "key.pem", name)
         return
     rotation = certs.rotate_fabric_ca(path, name)
     _warn_about_ca_key(path / name / "key.pem", name)
-    typer.echo(
+    click.echo(
         f"created CA {certs.ca_id(rotation.new)} for fabric {name} in {path / name}; "
         f"the previous CA {certs.ca_id(rotation.old)} is kept in {rotation.previous}"
     )
-    typer.echo(
+    click.echo(
         "next: add the new CA to every peer's trust bundle with `clusterlink rotate ca-bundle "
         f"--name PEER --fabric {name} --path {path} --add {path / name / 'cert.pem'}`"
     )
@@ -57,7 +66,7 @@ def _warn_about_ca_key(key: Path, fabric: str) -> None:
     start a service, or share a folder, right where the fabric was made: whoever reads this
     key can issue certificates that every gateway of the fabric accepts. On stderr, so that
     scripts reading stdout see what they always saw."""
-    typer.echo(
+    click.echo(
         f"warning: {key} is the private key of fabric {fabric}'s CA: anyone who reads it can "
         "join the fabric; keep it off any served or shared directory (a web server's root, "
         "a file share, a repository) and offline once the peers have their certificates",
@@ -65,13 +74,13 @@ def _warn_about_ca_key(key: Path, fabric: str) -> None:
     )
 
 
-def create_peer_cert(
-    name: Annotated[str, typer.Option(help="Peer name (a DNS name); also its directory.")],
-    fabric: Annotated[str, typer.Option(help="The fabric that issues it.")] = DEFAULT_FABRIC,
-    path: Annotated[Path, typer.Option(help="The directory that holds the fabric.")] = Path(),
-) -> None:
+@click.command("peer-cert")
+@click.option("--name", required=True, help="Peer name (a DNS name); also its directory.")
+@fabric_option
+@path_option
+def create_peer_cert(name: str, fabric: str, path: Path) -> None:
     """Create the peer directory PATH/FABRIC/NAME: gateway and admin certificates, fabric CA."""
     from clusterlink import certs
 
     created = certs.create_peer_cert(path, name, fabric)
-    typer.echo(f"created peer {name} of fabric {fabric} in {created}")
+    click.echo(f"created peer {name} of fabric {fabric} in {created}")

@@ -8,12 +8,10 @@ so that a typo is a usage error (exit 2) before anything starts.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
 
-import typer
-from typer._click.core import ParameterSource
+import click
+from click.core import ParameterSource
 
 from clusterlink.cli.config_file import load_into_context
 from clusterlink.cli.context import (
@@ -25,176 +23,203 @@ from clusterlink.cli.context import (
 )
 from clusterlink.cli.documents import parse_label
 
-__all__ = ["gateway_run"]
+__all__ = ["LOG_LEVELS", "gateway_run"]
 
 FROM_FILE = ParameterSource.DEFAULT_MAP
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class LogLevel(StrEnum):
-    DEBUG = "debug"
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-class TunnelMode(StrEnum):
-    MUX = "mux"
-    BASIC = "basic"
-
-
-class LogFormat(StrEnum):
-    TEXT = "text"
-    JSON = "json"
-
-
+@click.command("run")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=load_into_context,
+    help="A YAML file of flag: value (the long flags below without --, e.g. "
+    "metrics-listen: 127.0.0.1:9090); flags given here win.",
+    show_default=False,
+)
+@click.option(
+    "--peer-dir",
+    type=click.Path(path_type=Path),
+    envvar=PEER_DIR_ENV,
+    show_envvar=True,
+    help="This peer's directory (from `create peer-cert`).",
+)
+@click.option(
+    "--listen",
+    default="0.0.0.0:8443",
+    callback=address_option,
+    help="Peer listener (mTLS), HOST:PORT.",
+)
+@click.option(
+    "--admin-listen",
+    default="127.0.0.1:8444",
+    callback=address_option,
+    help="Admin API (mTLS), HOST:PORT.",
+)
+@click.option("--import-host", default="127.0.0.1", help="Address the import listeners bind to.")
+@click.option(
+    "--metrics-listen",
+    callback=address_option,
+    help="Prometheus metrics (plain HTTP), HOST:PORT.",
+)
+@click.option(
+    "--label",
+    multiple=True,
+    help="A label of this peer, K=V; repeat for more.",
+    show_default=False,
+)
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path),
+    help="State database.",
+    show_default="PEER_DIR/state.db",
+)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"], case_sensitive=False), default="text"
+)
+@click.option(
+    "--tunnel-mode",
+    type=click.Choice(["mux", "basic"], case_sensitive=False),
+    default="mux",
+    help="How this gateway opens tunnels: mux = streams of one connection per "
+    "peer gateway; basic = one TLS connection per tunnel. Both are always accepted.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=10_000,
+    help="Connections open at once on the peer listener, and on each import "
+    "listener; more are reset.",
+)
+@click.option(
+    "--max-connections-per-peer",
+    type=click.IntRange(min=1),
+    default=10_000,
+    help="Tunnels to and from one peer at once, counting those being set up; more "
+    "are refused (503 overloaded; a source at the limit is skipped).",
+)
+@click.option(
+    "--max-pending-handshakes",
+    type=click.IntRange(min=1),
+    default=256,
+    help="TLS handshakes in progress on the peer listener; more are reset.",
+)
+@click.option(
+    "--handshake-timeout",
+    type=click.FloatRange(min=0.01),
+    default=5.0,
+    help="Seconds a TLS handshake may take, either way.",
+)
+@click.option(
+    "--request-head-timeout",
+    type=click.FloatRange(min=0.01),
+    default=10.0,
+    help="Seconds a peer may take to send a whole request head, from its first byte "
+    "(basic mode); 408 after.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    help="Seconds without a byte either way after which a tunnel is reset; 0: never.",
+)
+@click.option(
+    "--udp-idle-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    help="Seconds without a datagram either way after which a UDP flow ends; 0: never.",
+)
+@click.option(
+    "--heartbeat-interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    help="Seconds between heartbeats to each peer.",
+)
+@click.option(
+    "--unreachable-after",
+    type=click.IntRange(min=1),
+    default=5,
+    help="Failed heartbeats in a row that make a peer unreachable.",
+)
+@click.option(
+    "--reachable-after",
+    type=click.IntRange(min=1),
+    default=3,
+    help="Answered heartbeats in a row that make it reachable again.",
+)
+@click.option(
+    "--cert-check-interval",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    help="Seconds between looks at cert.pem, key.pem and ca.pem for changes, which "
+    "are then used for new connections; 0: only on SIGHUP.",
+)
+@click.option(
+    "--kubernetes",
+    is_flag=True,
+    help="Kubernetes mode: the resources are custom resources in the cluster's API "
+    "(in a pod: its service account), Imports get Services.",
+)
+@click.option(
+    "--namespace",
+    default="clusterlink-system",
+    help="Kubernetes mode: ClusterLink's own namespace (Peers, Lease, Services).",
+)
+@click.option(
+    "--kube-api", help="Kubernetes mode: the API server's URL, no credentials (tests, proxies)."
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path),
+    help="Kubernetes mode: a kubeconfig file (default: in-cluster, or ~/.kube).",
+)
+@click.option(
+    "--flow-log",
+    type=click.Path(path_type=Path),
+    help="Also append every finished tunnel record (see `clusterlink flows`) to this "
+    "file, as JSON lines.",
+)
+@click.option(
+    "--lease-duration",
+    type=click.FloatRange(min=1.0),
+    default=15.0,
+    help="Kubernetes mode: seconds without a renewal after which another replica takes the lead.",
+)
+@click.pass_context
 def gateway_run(
-    ctx: typer.Context,
+    ctx: click.Context,
     *,
-    config_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            is_eager=True,
-            callback=load_into_context,
-            help="A YAML file of flag: value (the long flags below without --, e.g. "
-            "metrics-listen: 127.0.0.1:9090); flags given here win.",
-            show_default=False,
-        ),
-    ] = None,
-    peer_dir: Annotated[
-        Path | None,
-        typer.Option(envvar=PEER_DIR_ENV, help="This peer's directory (from `create peer-cert`)."),
-    ] = None,
-    listen: Annotated[
-        str, typer.Option(callback=address_option, help="Peer listener (mTLS), HOST:PORT.")
-    ] = "0.0.0.0:8443",
-    admin_listen: Annotated[
-        str, typer.Option(callback=address_option, help="Admin API (mTLS), HOST:PORT.")
-    ] = "127.0.0.1:8444",
-    import_host: Annotated[
-        str, typer.Option(help="Address the import listeners bind to.")
-    ] = "127.0.0.1",
-    metrics_listen: Annotated[
-        str | None,
-        typer.Option(callback=address_option, help="Prometheus metrics (plain HTTP), HOST:PORT."),
-    ] = None,
-    label: Annotated[
-        list[str] | None,
-        typer.Option(help="A label of this peer, K=V; repeat for more.", show_default=False),
-    ] = None,
-    state: Annotated[
-        Path | None, typer.Option(help="State database.", show_default="PEER_DIR/state.db")
-    ] = None,
-    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False)] = LogLevel.INFO,
-    log_format: Annotated[LogFormat, typer.Option(case_sensitive=False)] = LogFormat.TEXT,
-    tunnel_mode: Annotated[
-        TunnelMode,
-        typer.Option(
-            case_sensitive=False,
-            help="How this gateway opens tunnels: mux = streams of one connection per "
-            "peer gateway; basic = one TLS connection per tunnel. Both are always accepted.",
-        ),
-    ] = TunnelMode.MUX,
-    max_connections: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Connections open at once on the peer listener, and on each import "
-            "listener; more are reset.",
-        ),
-    ] = 10_000,
-    max_connections_per_peer: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Tunnels to and from one peer at once, counting those being set up; more "
-            "are refused (503 overloaded; a source at the limit is skipped).",
-        ),
-    ] = 10_000,
-    max_pending_handshakes: Annotated[
-        int,
-        typer.Option(
-            min=1, help="TLS handshakes in progress on the peer listener; more are reset."
-        ),
-    ] = 256,
-    handshake_timeout: Annotated[
-        float, typer.Option(min=0.01, help="Seconds a TLS handshake may take, either way.")
-    ] = 5.0,
-    request_head_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0.01,
-            help="Seconds a peer may take to send a whole request head, from its first byte "
-            "(basic mode); 408 after.",
-        ),
-    ] = 10.0,
-    idle_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0, help="Seconds without a byte either way after which a tunnel is reset; 0: never."
-        ),
-    ] = 3600.0,
-    udp_idle_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="Seconds without a datagram either way after which a UDP flow ends; 0: never.",
-        ),
-    ] = 60.0,
-    heartbeat_interval: Annotated[
-        float, typer.Option(min=0.05, help="Seconds between heartbeats to each peer.")
-    ] = 1.0,
-    unreachable_after: Annotated[
-        int, typer.Option(min=1, help="Failed heartbeats in a row that make a peer unreachable.")
-    ] = 5,
-    reachable_after: Annotated[
-        int, typer.Option(min=1, help="Answered heartbeats in a row that make it reachable again.")
-    ] = 3,
-    cert_check_interval: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="Seconds between looks at cert.pem, key.pem and ca.pem for changes, which "
-            "are then used for new connections; 0: only on SIGHUP.",
-        ),
-    ] = 5.0,
-    kubernetes: Annotated[
-        bool,
-        typer.Option(
-            "--kubernetes",
-            help="Kubernetes mode: the resources are custom resources in the cluster's API "
-            "(in a pod: its service account), Imports get Services.",
-        ),
-    ] = False,
-    namespace: Annotated[
-        str,
-        typer.Option(help="Kubernetes mode: ClusterLink's own namespace (Peers, Lease, Services)."),
-    ] = "clusterlink-system",
-    kube_api: Annotated[
-        str | None,
-        typer.Option(
-            help="Kubernetes mode: the API server's URL, no credentials (tests, proxies)."
-        ),
-    ] = None,
-    kubeconfig: Annotated[
-        Path | None,
-        typer.Option(help="Kubernetes mode: a kubeconfig file (default: in-cluster, or ~/.kube)."),
-    ] = None,
-    flow_log: Annotated[
-        Path | None,
-        typer.Option(
-            help="Also append every finished tunnel record (see `clusterlink flows`) to this "
-            "file, as JSON lines."
-        ),
-    ] = None,
-    lease_duration: Annotated[
-        float,
-        typer.Option(
-            min=1.0,
-            help="Kubernetes mode: seconds without a renewal after which another replica "
-            "takes the lead.",
-        ),
-    ] = 15.0,
+    peer_dir: Path | None,
+    listen: str,
+    admin_listen: str,
+    import_host: str,
+    metrics_listen: str | None,
+    label: tuple[str, ...],
+    state: Path | None,
+    log_level: str,
+    log_format: str,
+    tunnel_mode: str,
+    max_connections: int,
+    max_connections_per_peer: int,
+    max_pending_handshakes: int,
+    handshake_timeout: float,
+    request_head_timeout: float,
+    idle_timeout: float,
+    udp_idle_timeout: float,
+    heartbeat_interval: float,
+    unreachable_after: int,
+    reachable_after: int,
+    cert_check_interval: float,
+    kubernetes: bool,
+    namespace: str,
+    kube_api: str | None,
+    kubeconfig: Path | None,
+    flow_log: Path | None,
+    lease_duration: float,
 ) -> None:
     """Run this peer's gateway in the foreground; SIGTERM or SIGINT stops it (exit 0)."""
     given = ctx.find_object(Globals)
@@ -202,7 +227,7 @@ def gateway_run(
         peer_dir = given.peer_dir  # `clusterlink --peer-dir D gateway run --config F`: D wins
     peer_dir = peer_dir_of(ctx, peer_dir)
     with usage_errors("--label"):
-        labels = dict(parse_label(item) for item in label or [])
+        labels = dict(parse_label(item) for item in label)
     from clusterlink.gateway import (
         DataplaneSettings,
         GatewayConfig,
@@ -212,7 +237,7 @@ def gateway_run(
     )
 
     if not kubernetes and (kube_api or kubeconfig):
-        raise typer.BadParameter("--kube-api and --kubeconfig need --kubernetes")
+        raise click.BadParameter("--kube-api and --kubeconfig need --kubernetes")
     kube = (
         KubernetesSettings(
             namespace=namespace,
@@ -234,10 +259,10 @@ def gateway_run(
         metrics_listen=metrics_listen,
         labels=labels,
         state_path=state,
-        log_level=log_level.value,
-        log_format=log_format.value,
+        log_level=log_level,
+        log_format=log_format,
         dataplane=DataplaneSettings(
-            multiplex=tunnel_mode is TunnelMode.MUX,
+            multiplex=tunnel_mode == "mux",
             max_connections=max_connections,
             max_connections_per_peer=max_connections_per_peer,
             max_pending_handshakes=max_pending_handshakes,
@@ -256,4 +281,4 @@ def gateway_run(
         kubernetes=kube,
         flow_log=flow_log,
     )
-    raise typer.Exit(run_gateway(config))
+    ctx.exit(run_gateway(config))

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
 from clusterlink.cli.context import client_of, usage_errors
-from clusterlink.cli.fabric import DEFAULT_FABRIC
+from clusterlink.cli.fabric import fabric_option, path_option
 
 if TYPE_CHECKING:
     from clusterlink.client import Document
@@ -32,10 +32,15 @@ _TOKEN_MODE = 0o600  # a token holds a secret, until it is used or expires
 _SECONDS_PER = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def create_peer_key(
-    name: Annotated[str, typer.Option(help="Peer name (a DNS name); also its directory.")],
-    path: Annotated[Path, typer.Option(help="Where to create the peer directory.")] = Path(),
-) -> None:
+@click.command("peer-key")
+@click.option("--name", required=True, help="Peer name (a DNS name); also its directory.")
+@click.option(
+    "--path",
+    type=click.Path(path_type=Path),
+    default=Path(),
+    help="Where to create the peer directory.",
+)
+def create_peer_key(name: str, path: Path) -> None:
     """Make this site's gateway key and its certificate request in PATH/NAME (the key stays).
 
     Also makes the site's own admin CA and admin certificate (PATH/NAME/admin/), so that no
@@ -44,30 +49,40 @@ def create_peer_key(
     from clusterlink import certs
 
     created = certs.create_peer_key(path, name)
-    typer.echo(
+    click.echo(
         f"created the key and certificate request of peer {name} in {created} (key.pem never "
         f"leaves this site), and this site's own admin CA and admin certificate in "
         f"{created / 'admin'}"
     )
-    typer.echo(
+    click.echo(
         f"next: send {created / 'request.csr'} to the fabric's owner (`clusterlink sign --csr "
         "request.csr --fabric FABRIC` there), then install what comes back: `clusterlink "
         f"install peer-cert --peer-dir {created} --cert cert.pem --ca ca.pem`"
     )
 
 
-def sign(
-    csr: Annotated[Path, typer.Option(help="The site's request.csr (from `create peer-key`).")],
-    fabric: Annotated[str, typer.Option(help="The fabric that issues it.")] = DEFAULT_FABRIC,
-    path: Annotated[Path, typer.Option(help="The directory that holds the fabric.")] = Path(),
-    valid_for: Annotated[
-        int, typer.Option(min=1, help="Days the certificate is valid (never beyond the CA).")
-    ] = _DEFAULT_VALIDITY_DAYS,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Where to write cert.pem and ca.pem.", show_default="beside the CSR"),
-    ] = None,
-) -> None:
+@click.command("sign")
+@click.option(
+    "--csr",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The site's request.csr (from `create peer-key`).",
+)
+@fabric_option
+@path_option
+@click.option(
+    "--valid-for",
+    type=click.IntRange(min=1),
+    default=_DEFAULT_VALIDITY_DAYS,
+    help="Days the certificate is valid (never beyond the CA).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Where to write cert.pem and ca.pem.",
+    show_default="beside the CSR",
+)
+def sign(csr: Path, fabric: str, path: Path, valid_for: int, out: Path | None) -> None:
     """Check a site's certificate request and issue its gateway certificate with the fabric CA.
 
     Refuses a request that asks for more than a peer's name (to be a CA, other names, an
@@ -81,23 +96,32 @@ def sign(
         csr, path=path, fabric=fabric, validity=timedelta(days=valid_for), out=out
     )
     issuer = signed.bundle.issuer_of(signed.cert, None)
-    typer.echo(
+    click.echo(
         f"signed the request of peer {signed.peer} with CA "
         f"{certs.ca_id(issuer) if issuer is not None else '?'} of fabric {fabric}: "
         f"{signed.cert_file} (serial {certs.serial_hex(signed.cert.serial_number)}, valid "
         f"until {certs.format_utc(signed.cert.not_valid_after_utc)}) and {signed.ca_file}"
     )
-    typer.echo(
+    click.echo(
         f"next: send cert.pem and ca.pem back to the site of {signed.peer}, which runs "
         "`clusterlink install peer-cert --peer-dir PEER_DIR --cert cert.pem --ca ca.pem`"
     )
 
 
-def install_peer_cert(
-    peer_dir: Annotated[Path, typer.Option(help="The directory `create peer-key` made.")],
-    cert: Annotated[Path, typer.Option(help="The cert.pem that `sign` wrote.")],
-    ca: Annotated[Path, typer.Option(help="The ca.pem that came with it.")],
-) -> None:
+@click.command("peer-cert")
+@click.option(
+    "--peer-dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The directory `create peer-key` made.",
+)
+@click.option(
+    "--cert", type=click.Path(path_type=Path), required=True, help="The cert.pem that `sign` wrote."
+)
+@click.option(
+    "--ca", type=click.Path(path_type=Path), required=True, help="The ca.pem that came with it."
+)
+def install_peer_cert(peer_dir: Path, cert: Path, ca: Path) -> None:
     """Install the signed certificate and the fabric's CA into this site's peer directory.
 
     Checks first that the certificate is the one of this directory's key, and that the CA
@@ -107,42 +131,42 @@ def install_peer_cert(
 
     installed = certs.install_peer_cert(peer_dir, cert, ca)
     pd = installed.peer_dir
-    typer.echo(
+    click.echo(
         f"installed the certificate of peer {pd.name} of fabric {pd.fabric} in {pd.path} "
         f"(serial {certs.serial_hex(installed.cert.serial_number)}, valid until "
         f"{certs.format_utc(installed.cert.not_valid_after_utc)}, issued by CA "
         f"{certs.ca_id(installed.issuer)})"
     )
-    typer.echo(
+    click.echo(
         f"next: `clusterlink gateway run --peer-dir {pd.path}` (a gateway already running there "
         "picks the new files up by itself)"
     )
 
 
-AddressOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--address",
-        metavar="HOST:PORT",
-        help="Where other sites dial this gateway's peer listener; repeat for more.",
-        show_default="the gateway's --listen address as bound",
-    ),
-]
+advertised_address_option = click.option(
+    "--address",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Where other sites dial this gateway's peer listener; repeat for more.",
+    show_default="the gateway's --listen address as bound",
+)
 
 
+@click.command("invite")
+@click.option("--name", required=True, help="The peer invited (its certificate's name).")
+@click.option("--ttl", default="15m", help="How long the invitation is good for: 90s, 15m, 2h, 7d.")
+@click.option("--uses", type=click.IntRange(1, 1000), default=1, help="How many links it allows.")
+@advertised_address_option
+@click.option("-o", "--output", help="Write the token to this file (0600); - is stdout.")
+@click.pass_context
 def invite(
-    ctx: typer.Context,
+    ctx: click.Context,
     *,
-    name: Annotated[str, typer.Option(help="The peer invited (its certificate's name).")],
-    ttl: Annotated[
-        str, typer.Option(help="How long the invitation is good for: 90s, 15m, 2h, 7d.")
-    ] = "15m",
-    uses: Annotated[int, typer.Option(min=1, max=1000, help="How many links it allows.")] = 1,
-    address: AddressOption = None,
-    output: Annotated[
-        str | None,
-        typer.Option("-o", "--output", help="Write the token to this file (0600); - is stdout."),
-    ] = None,
+    name: str,
+    ttl: str,
+    uses: int,
+    address: tuple[str, ...],
+    output: str | None,
 ) -> None:
     """Invite peer NAME to link with this gateway: writes a one-time token for its site.
 
@@ -153,17 +177,17 @@ def invite(
     with usage_errors("--ttl"):
         ttl_s = _seconds(ttl)
     with usage_errors("--address"):
-        gateways = [_gateway_of(text) for text in address or []]
+        gateways = [_gateway_of(text) for text in address]
     with client_of(ctx) as client:
         answer = client.invite(name=name, ttl_s=ttl_s, uses=uses, gateways=gateways)
     token = str(answer["token"])
     if output is None or output == "-":
-        typer.echo(token)
+        click.echo(token)
         where = "printed above"
     else:
         _write_private(Path(output), token + "\n")
         where = f"written to {output}"
-    typer.echo(
+    click.echo(
         f"invitation {answer['id']} for peer {name} ({where}): good for {answer['uses']} "
         f"link(s) until {answer['expiresAt']}, dialling {', '.join(answer['gateways'])}; "
         f"at {name}'s site run `clusterlink link {output or 'FILE'}`",
@@ -171,30 +195,31 @@ def invite(
     )
 
 
-def link(
-    ctx: typer.Context,
-    token: Annotated[str, typer.Argument(help="The token file from `invite`; - reads stdin.")],
-    *,
-    address: AddressOption = None,
-) -> None:
+@click.command("link")
+@click.argument("token")
+@advertised_address_option
+@click.pass_context
+def link(ctx: click.Context, token: str, address: tuple[str, ...]) -> None:
     """Link this gateway with the peer that invited it, using its token.
 
     This gateway checks that the token is for its fabric, dials the inviting peer over mutual
     TLS and presents it; once the inviter has created a Peer for this gateway, this gateway
     creates a Peer for the inviter. Nothing is created on either side if the token is
     refused.
+
+    TOKEN is the token file from `invite`; - reads stdin.
     """
     text = sys.stdin.read() if token == "-" else Path(token).read_text(errors="replace")
     with usage_errors("--address"):
-        gateways = [_gateway_of(item) for item in address or []]
+        gateways = [_gateway_of(item) for item in address]
     with client_of(ctx) as client:
         answer = client.link(token=text.strip(), gateways=gateways)
     peer, remote = answer["peer"], answer["remote"]
-    typer.echo(
+    click.echo(
         f"peer.clusterlink.net/{peer['name']} {answer['outcome']} here "
         f"(gateways {', '.join(peer['gateways'])}{_labels(peer['labels'])})"
     )
-    typer.echo(
+    click.echo(
         f"peer.clusterlink.net/{remote['name']} {remote['outcome']} at {peer['name']} "
         f"(gateways {', '.join(remote['gateways'])}{_labels(remote['labels'])})"
     )

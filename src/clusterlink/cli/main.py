@@ -16,9 +16,8 @@ Exit status: 0 success; 1 with one ``error: ...`` line on stderr (see ``OneLineE
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import click
 
 from clusterlink import __version__
 from clusterlink.cli.context import PEER_DIR_ENV, Globals, OneLineErrors, address_option
@@ -26,9 +25,7 @@ from clusterlink.cli.lazy import Entry, LazyGroup
 
 __all__ = ["app", "run"]
 
-_SETTINGS = {"help_option_names": ["-h", "--help"]}
-
-# The command tree: each command is "module:function" under clusterlink.cli, imported when used.
+# The command tree: each is "module:command" under clusterlink.cli, imported when used.
 COMMANDS: dict[str, Entry] = {
     "create": (
         "Create a fabric, a peer certificate or key (local files), or a resource (on a gateway).",
@@ -77,54 +74,35 @@ class _Root(OneLineErrors, LazyGroup):
     entries = COMMANDS
 
 
-app = typer.Typer(
-    name="clusterlink",
+@click.group(
+    "clusterlink",
     cls=_Root,
-    help="Connect services across sites through mutual-TLS gateways.",
-    add_completion=False,
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings=_SETTINGS,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"clusterlink {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _global_options(
-    ctx: typer.Context,
-    peer_dir: Annotated[
-        Path | None,
-        typer.Option(
-            envvar=PEER_DIR_ENV,
-            help="The peer directory whose gateway to manage (from `create peer-cert`, or "
-            "`create peer-key` and `install peer-cert`).",
-            show_default=False,
-        ),
-    ] = None,
-    admin: Annotated[
-        str | None,
-        typer.Option(
-            callback=address_option,
-            help="The admin API's HOST:PORT.",
-            show_default="from PEER_DIR/gateway.json",
-        ),
-    ] = None,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version."
-        ),
-    ] = False,
-) -> None:
+@click.option(
+    "--peer-dir",
+    type=click.Path(path_type=Path),
+    envvar=PEER_DIR_ENV,
+    show_envvar=True,
+    help="The peer directory whose gateway to manage (from `create peer-cert`, or "
+    "`create peer-key` and `install peer-cert`).",
+)
+@click.option(
+    "--admin",
+    callback=address_option,
+    help="The admin API's HOST:PORT.",
+    show_default="from PEER_DIR/gateway.json",
+)
+@click.version_option(
+    __version__, prog_name="clusterlink", message="%(prog)s %(version)s", help="Print the version."
+)
+@click.pass_context
+def app(ctx: click.Context, peer_dir: Path | None, admin: str | None) -> None:
     """Connect services across sites through mutual-TLS gateways."""
     ctx.obj = Globals(peer_dir=peer_dir, admin=admin)
 
 
 def run() -> None:
     """The console script ``clusterlink`` (and ``python -m clusterlink``)."""
-    app(prog_name="clusterlink")
+    app.main(prog_name="clusterlink")

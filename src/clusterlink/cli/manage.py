@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
 from clusterlink.cli import documents
 from clusterlink.cli.context import client_of, usage_errors
@@ -31,18 +31,25 @@ __all__ = [
     "delete",
 ]
 
-FileOption = Annotated[
-    str, typer.Option("-f", "--filename", help="YAML or JSON documents; - reads stdin.")
-]
-NamespaceOption = Annotated[
-    str | None,
-    typer.Option("-n", "--namespace", help="Namespace.", show_default="default"),
-]
-NameOption = Annotated[str, typer.Option(help="Resource name.")]
-ProtocolOption = Annotated[
-    Literal["TCP", "UDP"],
-    typer.Option(help="Protocol of the service: UDP carries each client address as a flow."),
-]
+namespace_option = click.option("-n", "--namespace", help="Namespace.", show_default="default")
+name_option = click.option("--name", required=True, help="Resource name.")
+protocol_option = click.option(
+    "--protocol",
+    type=click.Choice(["TCP", "UDP"]),
+    default="TCP",
+    help="Protocol of the service: UDP carries each client address as a flow.",
+)
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Have the gateway check everything and say what would change; change nothing.",
+)
+close_tunnels_option = click.option(
+    "--close-tunnels",
+    is_flag=True,
+    help="Also reset open tunnels the change no longer allows "
+    "(by default a change applies to new connections only).",
+)
 
 
 def _documents_in(filename: str) -> list[Document]:
@@ -65,66 +72,56 @@ def _echo_results(results: Changes) -> None:
         kind, namespace, name = result.get("kind"), result.get("namespace"), result.get("name")
         ref = f"{namespace}/{name}" if namespace else str(name)  # cluster-scoped: no namespace
         dry = " (dry run)" if results.dry_run else ""
-        typer.echo(f"{str(kind).lower()}.clusterlink.net/{ref} {result.get('outcome')}{dry}")
+        click.echo(f"{str(kind).lower()}.clusterlink.net/{ref} {result.get('outcome')}{dry}")
     if results.tunnels_closed is not None:
-        typer.echo(f"{results.tunnels_closed} open tunnel(s) no longer allowed: closed")
+        click.echo(f"{results.tunnels_closed} open tunnel(s) no longer allowed: closed")
 
 
-def _apply_one(ctx: typer.Context, document: Document) -> None:
+def _apply_one(ctx: click.Context, document: Document) -> None:
     with client_of(ctx) as client:
         _echo_results(client.apply([document]))
 
 
-DryRunOption = Annotated[
-    bool,
-    typer.Option(
-        "--dry-run",
-        help="Have the gateway check everything and say what would change; change nothing.",
-    ),
-]
-CloseTunnelsOption = Annotated[
-    bool,
-    typer.Option(
-        "--close-tunnels",
-        help="Also reset open tunnels the change no longer allows "
-        "(by default a change applies to new connections only).",
-    ),
-]
-
-
-def apply(
-    ctx: typer.Context,
-    filename: FileOption,
-    *,
-    close_tunnels: CloseTunnelsOption = False,
-    dry_run: DryRunOption = False,
-) -> None:
+@click.command("apply")
+@click.option("-f", "--filename", required=True, help="YAML or JSON documents; - reads stdin.")
+@close_tunnels_option
+@dry_run_option
+@click.pass_context
+def apply(ctx: click.Context, filename: str, close_tunnels: bool, dry_run: bool) -> None:
     """Create or update every document in the file (multi-document YAML or JSON)."""
     docs = _documents_in(filename)
     with client_of(ctx) as client:
         _echo_results(client.apply(docs, close_tunnels=close_tunnels, dry_run=dry_run))
 
 
+@click.command("delete")
+@click.argument("kind", required=False)
+@click.argument("name", required=False)
+@click.option("-f", "--filename", help="Delete what these documents name; - is stdin.")
+@namespace_option
+@close_tunnels_option
+@dry_run_option
+@click.option(
+    "--ignore-not-found",
+    is_flag=True,
+    help="A resource that does not exist is not an error (exit 0).",
+)
+@click.pass_context
 def delete(
-    ctx: typer.Context,
+    ctx: click.Context,
     *,
-    kind: Annotated[str | None, typer.Argument(help="peer, export, import, policy, ...")] = None,
-    name: Annotated[str | None, typer.Argument(show_default=False)] = None,
-    filename: Annotated[
-        str | None,
-        typer.Option("-f", "--filename", help="Delete what these documents name; - is stdin."),
-    ] = None,
-    namespace: NamespaceOption = None,
-    close_tunnels: CloseTunnelsOption = False,
-    dry_run: DryRunOption = False,
-    ignore_not_found: Annotated[
-        bool,
-        typer.Option(
-            "--ignore-not-found", help="A resource that does not exist is not an error (exit 0)."
-        ),
-    ] = False,
+    kind: str | None,
+    name: str | None,
+    filename: str | None,
+    namespace: str | None,
+    close_tunnels: bool,
+    dry_run: bool,
+    ignore_not_found: bool,
 ) -> None:
-    """Delete the resources a file names, or one resource: KIND NAME [-n NS]."""
+    """Delete the resources a file names, or one resource: KIND NAME [-n NS].
+
+    KIND is peer, export, import, policy, ... (any form).
+    """
     if filename is not None and (kind or name or namespace):
         ctx.fail("give either -f FILE or KIND NAME [-n NS], not both")
     if filename is None and not (kind and name):
@@ -156,48 +153,50 @@ def delete(
             except NotFoundError as exc:
                 if not ignore_not_found:
                     raise
-                typer.echo(f"{exc} (ignored)", err=True)
+                click.echo(f"{exc} (ignored)", err=True)
 
 
 def _namespace_of(document: Document) -> str:
     return str(document["metadata"].get("namespace") or "default")
 
 
+@click.command("peer")
+@click.option("--name", required=True, help="The remote peer's name (from its certificate).")
+@click.option("--host", help="Its gateway's --listen host.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Its gateway's --listen port.")
+@click.option(
+    "--gateway",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="One of its gateways' --listen address; repeat for each replica (heartbeats "
+    "and tunnels use the first that answers).",
+    show_default=False,
+)
+@click.option(
+    "--dials-in",
+    is_flag=True,
+    help="It accepts no connections (NAT, firewall): it keeps a link to this gateway "
+    "instead, and its tunnels travel over that link. No address is then needed.",
+)
+@click.pass_context
 def create_peer(
-    ctx: typer.Context,
+    ctx: click.Context,
     *,
-    name: Annotated[str, typer.Option(help="The remote peer's name (from its certificate).")],
-    host: Annotated[str | None, typer.Option(help="Its gateway's --listen host.")] = None,
-    port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Its gateway's --listen port.")
-    ] = None,
-    gateway: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="HOST:PORT",
-            help="One of its gateways' --listen address; repeat for each replica (heartbeats "
-            "and tunnels use the first that answers).",
-            show_default=False,
-        ),
-    ] = None,
-    dials_in: Annotated[
-        bool,
-        typer.Option(
-            "--dials-in",
-            help="It accepts no connections (NAT, firewall): it keeps a link to this gateway "
-            "instead, and its tunnels travel over that link. No address is then needed.",
-        ),
-    ] = False,
+    name: str,
+    host: str | None,
+    port: int | None,
+    gateway: tuple[str, ...],
+    dials_in: bool,
 ) -> None:
     """Add (or update) a remote peer and the addresses of its gateways."""
     if (host is None) != (port is None):
-        raise typer.BadParameter("give both --host and --port, or neither (with --dials-in)")
+        raise click.BadParameter("give both --host and --port, or neither (with --dials-in)")
     with usage_errors("--gateway"):
-        gateways = [documents.parse_gateway(text) for text in gateway or []]
+        gateways = [documents.parse_gateway(text) for text in gateway]
     if host is not None and port is not None:
         gateways.insert(0, {"host": host, "port": port})
     if not gateways and not dials_in:
-        raise typer.BadParameter(
+        raise click.BadParameter(
             "give --gateway HOST:PORT (or --host and --port), or --dials-in for a peer that "
             "dials in"
         )
@@ -205,14 +204,17 @@ def create_peer(
     _apply_one(ctx, doc)
 
 
+@click.command("export")
+@name_option
+@click.option("--host", required=True, help="Host of the local service.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), required=True, help="Port of the local service."
+)
+@namespace_option
+@protocol_option
+@click.pass_context
 def create_export(
-    ctx: typer.Context,
-    *,
-    name: NameOption,
-    host: Annotated[str, typer.Option(help="Host of the local service.")],
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the local service.")],
-    namespace: NamespaceOption = None,
-    protocol: ProtocolOption = "TCP",
+    ctx: click.Context, *, name: str, host: str, port: int, namespace: str | None, protocol: str
 ) -> None:
     """Export a local service to the peers that policies allow."""
     doc = documents.export_document(
@@ -221,26 +223,40 @@ def create_export(
     _apply_one(ctx, doc)
 
 
+@click.command("import")
+@name_option
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    required=True,
+    help="Local port to listen on; 0 leases one.",
+)
+@click.option(
+    "--source",
+    multiple=True,
+    required=True,
+    help="PEER[:NS/EXPORT]; repeat for more. A bare PEER means its export named like "
+    "this import, in this import's namespace.",
+    show_default=False,
+)
+@namespace_option
+@click.option(
+    "--lb",
+    type=click.Choice(["round-robin", "random", "static"]),
+    default="round-robin",
+    help="Load-balancing scheme.",
+)
+@protocol_option
+@click.pass_context
 def create_import(
-    ctx: typer.Context,
+    ctx: click.Context,
     *,
-    name: NameOption,
-    port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Local port to listen on; 0 leases one.")
-    ],
-    source: Annotated[
-        list[str],
-        typer.Option(
-            help="PEER[:NS/EXPORT]; repeat for more. A bare PEER means its export named like "
-            "this import, in this import's namespace.",
-            show_default=False,
-        ),
-    ],
-    namespace: NamespaceOption = None,
-    lb: Annotated[
-        Literal["round-robin", "random", "static"], typer.Option(help="Load-balancing scheme.")
-    ] = "round-robin",
-    protocol: ProtocolOption = "TCP",
+    name: str,
+    port: int,
+    source: tuple[str, ...],
+    namespace: str | None,
+    lb: str,
+    protocol: str,
 ) -> None:
     """Import a remote export: the gateway opens a local listener for it."""
     with usage_errors("--source"):
@@ -248,37 +264,41 @@ def create_import(
             name=name,
             namespace=namespace or "default",
             port=port,
-            sources=source,
+            sources=list(source),
             lb_scheme=lb,
             protocol=protocol,
         )
     _apply_one(ctx, doc)
 
 
+@click.command("policy")
+@name_option
+@click.option("--action", type=click.Choice(["allow", "deny"]), required=True)
+@namespace_option
+@click.option("--privileged", is_flag=True, help="Cluster-wide, evaluated before all others.")
+@click.option(
+    "--from",
+    "from_",
+    multiple=True,
+    help="Source labels K=V,...; repeat for alternatives. Omitted: every source.",
+    show_default=False,
+)
+@click.option(
+    "--to",
+    multiple=True,
+    help="Destination labels K=V,...; repeat for alternatives. Omitted: every one.",
+    show_default=False,
+)
+@click.pass_context
 def create_policy(
-    ctx: typer.Context,
+    ctx: click.Context,
     *,
-    name: NameOption,
-    action: Annotated[Literal["allow", "deny"], typer.Option()],
-    namespace: NamespaceOption = None,
-    privileged: Annotated[
-        bool, typer.Option("--privileged", help="Cluster-wide, evaluated before all others.")
-    ] = False,
-    from_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--from",
-            help="Source labels K=V,...; repeat for alternatives. Omitted: every source.",
-            show_default=False,
-        ),
-    ] = None,
-    to: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Destination labels K=V,...; repeat for alternatives. Omitted: every one.",
-            show_default=False,
-        ),
-    ] = None,
+    name: str,
+    action: str,
+    namespace: str | None,
+    privileged: bool,
+    from_: tuple[str, ...],
+    to: tuple[str, ...],
 ) -> None:
     """Add (or update) an access policy."""
     if privileged and namespace:
@@ -289,7 +309,7 @@ def create_policy(
             namespace=namespace or "default",
             action=action,
             is_privileged=privileged,
-            from_labels=from_ or [],
-            to_labels=to or [],
+            from_labels=list(from_),
+            to_labels=list(to),
         )
     _apply_one(ctx, doc)

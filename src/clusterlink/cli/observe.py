@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import typer
+import click
 
 from clusterlink.cli.context import address_option, client_of
 
@@ -35,17 +35,14 @@ _COLUMNS = (
 _FOLLOW_EVERY_S = 1.0
 
 
-def flows(
-    ctx: typer.Context,
-    *,
-    output: Annotated[Literal["table", "json"], typer.Option("-o", "--output")] = "table",
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new records until Ctrl-C.")
-    ] = False,
-    limit: Annotated[
-        int, typer.Option(min=1, max=1000, help="At most this many, the newest.")
-    ] = 50,
-) -> None:
+@click.command("flows")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new records until Ctrl-C.")
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=50, help="At most this many, the newest."
+)
+@click.pass_context
+def flows(ctx: click.Context, output: str, follow: bool, limit: int) -> None:
     """The recent tunnels of this gateway: opened, refused (with the deciding policy), ended."""
     with client_of(ctx) as client:
         widths: list[int] = []
@@ -67,12 +64,12 @@ def flows(
 def _print(items: list[dict[str, Any]], output: str, *, header: bool, widths: list[int]) -> None:
     if output == "json":
         for item in items:
-            typer.echo(json.dumps(item, separators=(",", ":")))
+            click.echo(json.dumps(item, separators=(",", ":")))
         return
     from clusterlink.cli.render import render_rows
 
     shown = [_shown(item) for item in items]
-    typer.echo(render_rows(_COLUMNS, shown, header=header, widths=widths), nl=False)
+    click.echo(render_rows(_COLUMNS, shown, header=header, widths=widths), nl=False)
 
 
 def _shown(item: dict[str, Any]) -> dict[str, Any]:
@@ -87,14 +84,15 @@ def _shown(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def dashboard(
-    ctx: typer.Context,
-    *,
-    listen: Annotated[
-        str,
-        typer.Option(callback=address_option, help="Where the page is served, HOST:PORT."),
-    ] = "127.0.0.1:8480",
-) -> None:
+@click.command("dashboard")
+@click.option(
+    "--listen",
+    default="127.0.0.1:8480",
+    callback=address_option,
+    help="Where the page is served, HOST:PORT.",
+)
+@click.pass_context
+def dashboard(ctx: click.Context, listen: str) -> None:
     """A local web page with this gateway's peers, imports, exports and tunnels, live."""
     import asyncio
 
@@ -105,7 +103,7 @@ def dashboard(
 
     host, port = parse_address(listen)
     if host not in ("127.0.0.1", "::1", "localhost"):
-        typer.echo(
+        click.echo(
             f"warning: the dashboard on {listen} shows this gateway's state to anyone who can "
             "reach that address (it needs no certificate)",
             err=True,
@@ -119,7 +117,7 @@ def dashboard(
             site = web.TCPSite(runner, host, port)
             await site.start()
             bound = runner.addresses[0]
-            typer.echo(
+            click.echo(
                 f"dashboard of peer {client.peer} on http://{bound[0]}:{bound[1]}/", err=True
             )
             try:

@@ -1,39 +1,51 @@
-"""Renderings of the plain dicts that commands build: JSON, YAML, or rich tables.
+"""Renderings of the plain dicts that commands build: JSON, YAML, or plain-text tables.
 
 One data source, several views: a command builds its documents (or the status dict) once and
 hands them here; ``-o json``/``-o yaml`` dump them unchanged, the default view picks columns
 out of the same dicts. Nothing is computed only for the table.
 
-Tables must stay complete when stdout is a pipe or a file: then they are rendered at their
-natural width, never wrapped or cut, with trailing blanks removed, so ``grep`` and ``awk`` see
-one row per line. On a terminal, rich may wrap a long cell onto several lines, but it folds
-instead of truncating, so no data is ever hidden. Cells are ``Text``, never markup, so an IPv6
-address such as ``[::1]:8444`` prints as it is.
+Tables are kubectl's: upper-case headings, columns left-aligned and two spaces apart, no
+box, no colour, trailing blanks removed, one row per line whether stdout is a terminal, a
+pipe or a file, so ``grep`` and ``awk`` see every cell whole (a terminal wraps a long line,
+nothing is ever cut). Cells are printed as they are, so an IPv6 address such as
+``[::1]:8444`` keeps its brackets. No rich here: laying out columns of text needs no
+library, and importing one would cost every ``get`` more than the rest of its start.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from clusterlink.client import Document, format_address
 
 __all__ = [
     "Section",
+    "Table",
     "dump",
-    "print_sections",
+    "render_rows",
+    "render_sections",
     "render_text",
     "resource_table",
     "status_sections",
 ]
 
 Column = tuple[str, Callable[[Document], object]]
+_GAP = "  "
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Cells as text, ready to be laid out; ``headings`` is None for a table without a
+    header row. ``min_widths`` keeps columns at least that wide (see ``render_rows``)."""
+
+    headings: tuple[str, ...] | None
+    rows: tuple[tuple[str, ...], ...]
+    min_widths: tuple[int, ...] = ()
+
+
 # A heading (or None) and its table; a table of None means the section is empty.
 Section = tuple[str | None, Table | None]
 
@@ -42,9 +54,9 @@ def dump(data: object, output: str) -> str:
     """``data`` as JSON or YAML text, ending with a newline."""
     if output == "json":
         return json.dumps(data, indent=2) + "\n"
-    import yaml
+    from clusterlink.cli.block_yaml import dump_yaml
 
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return dump_yaml(data)
 
 
 def _at(doc: Document, path: str) -> Any:
@@ -67,7 +79,7 @@ def _cell(value: object) -> str:
         return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
     if isinstance(value, list):
         return ", ".join(_cell(item) for item in value) or "-"
-    return str(value)
+    return " ".join(str(value).splitlines())  # one row, one line
 
 
 def _sources(sources: object) -> str:
@@ -232,13 +244,11 @@ def _table(
     header: bool = True,
     min_widths: Sequence[int] = (),
 ) -> Table:
-    table = Table(box=None, pad_edge=False, show_header=header, header_style="bold")
-    for index, (heading, _) in enumerate(columns):
-        width = min_widths[index] if index < len(min_widths) else None
-        table.add_column(heading, overflow="fold", min_width=width)
-    for row in rows:
-        table.add_row(*(Text(_cell(value(row))) for _, value in columns))
-    return table
+    return Table(
+        headings=tuple(heading for heading, _ in columns) if header else None,
+        rows=tuple(tuple(_cell(value(row)) for _, value in columns) for row in rows),
+        min_widths=tuple(min_widths),
+    )
 
 
 def render_rows(
@@ -257,11 +267,11 @@ def render_rows(
     if not rows:
         return ""
     picked: list[Column] = [(heading, _field(key)) for heading, key in columns]
+    table = _table(picked, rows, header=header, min_widths=widths or ())
     if widths is not None:
-        cells = [[heading, *(_cell(value(row)) for row in rows)] for heading, value in picked]
-        seen = [max(len(text) for text in column) for column in cells]
-        widths[:] = [max(pair) for pair in zip(seen, widths or seen, strict=True)]
-    return render_text(_table(picked, rows, header=header, min_widths=widths or ()))
+        natural = _widths(table)
+        widths[:] = [max(w, len(h)) for w, (h, _) in zip(natural, columns, strict=True)]
+    return render_text(table)
 
 
 def resource_table(kind: str, documents: Sequence[Document], *, wide: bool = False) -> Table:
@@ -287,25 +297,34 @@ def status_sections(status: Document) -> list[Section]:
     return sections
 
 
+def _lines(table: Table) -> list[tuple[str, ...]]:
+    return [*([table.headings] if table.headings is not None else []), *table.rows]
+
+
+def _widths(table: Table) -> list[int]:
+    """Each column as wide as its widest cell, and at least its minimum."""
+    lines = _lines(table)
+    return [
+        max([len(line[index]) for line in lines] + list(table.min_widths[index : index + 1]))
+        for index in range(len(lines[0]) if lines else 0)
+    ]
+
+
 def render_text(table: Table) -> str:
-    """``table`` at its natural width, without colour or trailing blanks (for pipes, files)."""
-    width = Console(width=100_000).measure(table).maximum
-    buffer = io.StringIO()
-    Console(file=buffer, width=max(width, 1), no_color=True, highlight=False).print(table)
-    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+    """``table`` as lines of text, columns two spaces apart, no trailing blanks."""
+    widths = _widths(table)
+    return "".join(
+        _GAP.join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        + "\n"
+        for line in _lines(table)
+    )
 
 
-def print_sections(sections: Sequence[Section], console: Console | None = None) -> None:
-    """Print headed tables to stdout, separated by blank lines; rich layout on a terminal."""
-    console = console or Console(highlight=False)
-    for index, (heading, table) in enumerate(sections):
-        if index:
-            console.out("")
-        if heading:
-            console.print(Text(heading, style="bold"))
-        if table is None:
-            continue
-        if console.is_terminal:
-            console.print(table)
-        else:
-            console.out(render_text(table), end="")
+def render_sections(sections: Sequence[Section]) -> str:
+    """Headed tables, separated by blank lines: what ``get`` of several kinds and ``status``
+    print."""
+    blocks = []
+    for heading, table in sections:
+        text = f"{heading}\n" if heading else ""
+        blocks.append(text + (render_text(table) if table is not None else ""))
+    return "\n".join(blocks)

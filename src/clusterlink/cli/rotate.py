@@ -10,11 +10,11 @@ rotation and lives with ``create fabric``; the runbook is ``docs/certificates.md
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
-from clusterlink.cli.fabric import DEFAULT_FABRIC
+from clusterlink.cli.fabric import DEFAULT_FABRIC, path_option
 
 if TYPE_CHECKING:
     from clusterlink.certs import BundleUpdate
@@ -27,13 +27,15 @@ _RELOAD_NOTE = (
 )
 
 
-def rotate_peer_cert(
-    name: Annotated[str, typer.Option(help="The peer whose certificates to replace.")],
-    fabric: Annotated[
-        str, typer.Option(help="The fabric; its current CA issues the new certificates.")
-    ] = DEFAULT_FABRIC,
-    path: Annotated[Path, typer.Option(help="The directory that holds the fabric.")] = Path(),
-) -> None:
+@click.command("peer-cert")
+@click.option("--name", required=True, help="The peer whose certificates to replace.")
+@click.option(
+    "--fabric",
+    default=DEFAULT_FABRIC,
+    help="The fabric; its current CA issues the new certificates.",
+)
+@path_option
+def rotate_peer_cert(name: str, fabric: str, path: Path) -> None:
     """Replace the gateway and admin certificates and keys in PATH/FABRIC/NAME.
 
     The new ones come from the fabric's current CA, which the peer's ca.pem must already
@@ -42,35 +44,36 @@ def rotate_peer_cert(
     from clusterlink import certs
 
     cert = certs.rotate_peer_cert(path, name, fabric)
-    typer.echo(
+    click.echo(
         f"replaced the certificates of peer {name} in {path / fabric / name}: serial "
         f"{certs.serial_hex(cert.serial_number)}, valid until "
         f"{certs.format_utc(cert.not_valid_after_utc)}"
     )
-    typer.echo(_RELOAD_NOTE)
+    click.echo(_RELOAD_NOTE)
 
 
+@click.command("ca-bundle")
+@click.option("--name", required=True, help="The peer whose trusted CAs to show or change.")
+@click.option("--fabric", default=DEFAULT_FABRIC, help="The peer's fabric.")
+@path_option
+@click.option(
+    "--add",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    metavar="FILE",
+    help="A CA certificate file (PEM) of the fabric to trust as well; repeat for more.",
+    show_default=False,
+)
+@click.option(
+    "--remove",
+    multiple=True,
+    metavar="CA",
+    help="A CA to stop trusting: its certificate file, or its fingerprint as listed "
+    "(SHA256:...); repeat for more.",
+    show_default=False,
+)
 def rotate_ca_bundle(
-    name: Annotated[str, typer.Option(help="The peer whose trusted CAs to show or change.")],
-    fabric: Annotated[str, typer.Option(help="The peer's fabric.")] = DEFAULT_FABRIC,
-    path: Annotated[Path, typer.Option(help="The directory that holds the fabric.")] = Path(),
-    add: Annotated[
-        list[Path] | None,
-        typer.Option(
-            metavar="FILE",
-            help="A CA certificate file (PEM) of the fabric to trust as well; repeat for more.",
-            show_default=False,
-        ),
-    ] = None,
-    remove: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="CA",
-            help="A CA to stop trusting: its certificate file, or its fingerprint as listed "
-            "(SHA256:...); repeat for more.",
-            show_default=False,
-        ),
-    ] = None,
+    name: str, fabric: str, path: Path, add: tuple[Path, ...], remove: tuple[str, ...]
 ) -> None:
     """Show, or change, the CAs that peer NAME trusts (PATH/FABRIC/NAME/ca.pem).
 
@@ -79,16 +82,16 @@ def rotate_ca_bundle(
     """
     from clusterlink import certs
 
-    update = certs.update_ca_bundle(path, name, fabric, add=add or [], remove=remove or [])
+    update = certs.update_ca_bundle(path, name, fabric, add=add, remove=remove)
     for ca in update.added:
-        typer.echo(f"added CA {certs.ca_id(ca)} to {update.path}")
+        click.echo(f"added CA {certs.ca_id(ca)} to {update.path}")
     for ca in update.already_trusted:
-        typer.echo(f"CA {certs.ca_id(ca)} was already in {update.path}")
+        click.echo(f"CA {certs.ca_id(ca)} was already in {update.path}")
     for ca in update.removed:
-        typer.echo(f"removed CA {certs.ca_id(ca)} from {update.path}")
+        click.echo(f"removed CA {certs.ca_id(ca)} from {update.path}")
     _list(update, name)
     if update.added or update.removed:
-        typer.echo(_RELOAD_NOTE)
+        click.echo(_RELOAD_NOTE)
 
 
 def _list(update: BundleUpdate, name: str) -> None:
@@ -97,7 +100,7 @@ def _list(update: BundleUpdate, name: str) -> None:
     from clusterlink import certs
 
     bundle, now = update.bundle, datetime.now(UTC)
-    typer.echo(f"peer {name} trusts {len(bundle.cas)} CA(s) of fabric {bundle.fabric}:")
+    click.echo(f"peer {name} trusts {len(bundle.cas)} CA(s) of fabric {bundle.fabric}:")
     valid = bundle.valid_at(now)
     for ca in bundle.cas:
         notes = []
@@ -105,4 +108,4 @@ def _list(update: BundleUpdate, name: str) -> None:
             notes.append("issued this peer's certificate")
         if ca not in valid:
             notes.append("not valid now, so not trusted")
-        typer.echo(f"  {certs.describe_ca(ca)}" + (f"  ({'; '.join(notes)})" if notes else ""))
+        click.echo(f"  {certs.describe_ca(ca)}" + (f"  ({'; '.join(notes)})" if notes else ""))

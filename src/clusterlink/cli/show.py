@@ -10,13 +10,15 @@ data once and hands plain dicts to ``render``; nothing here changes a gateway.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
 from clusterlink.cli.context import client_of
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from clusterlink.api import KindInfo
     from clusterlink.client import AdminClient, Document
 
@@ -26,13 +28,19 @@ ALL_KINDS = ("peers", "exports", "imports", "accesspolicies", "privilegedaccessp
 _GROUP = "clusterlink.net"
 _FLOWS_SHOWN = 10
 
-NamespaceOption = Annotated[
-    str | None,
-    typer.Option("-n", "--namespace", help="Namespace.", show_default="default"),
-]
+namespace_option = click.option("-n", "--namespace", help="Namespace.", show_default="default")
 
 
-def _kinds(ctx: typer.Context, text: str) -> list[KindInfo]:
+def complete_kind(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """The kinds a shell offers after ``get``: each plural, and ``all``."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(k) for k in (*ALL_KINDS, "all") if k.startswith(incomplete.lower())]
+
+
+def _kinds(ctx: click.Context, text: str) -> list[KindInfo]:
     """``import``, ``exports,imports`` or ``all``, each kind once, in the order given."""
     from clusterlink.api import kind_info
 
@@ -47,23 +55,32 @@ def _kinds(ctx: typer.Context, text: str) -> list[KindInfo]:
     return infos
 
 
+@click.command("get")
+@click.argument("kind", shell_complete=complete_kind)
+@click.argument("name", required=False)
+@namespace_option
+@click.option("-A", "--all-namespaces", is_flag=True, help="List every namespace.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "wide", "name", "json", "yaml"]),
+    default="table",
+    help="wide: more columns; name: KIND.GROUP/NAME lines.",
+)
+@click.pass_context
 def get(
-    ctx: typer.Context,
+    ctx: click.Context,
     *,
-    kind: Annotated[
-        str, typer.Argument(help="peer, export, import, policy, ... (any form); KIND,KIND; all")
-    ],
-    name: Annotated[str | None, typer.Argument(show_default=False)] = None,
-    namespace: NamespaceOption = None,
-    all_namespaces: Annotated[
-        bool, typer.Option("-A", "--all-namespaces", help="List every namespace.")
-    ] = False,
-    output: Annotated[
-        Literal["table", "wide", "name", "json", "yaml"],
-        typer.Option("-o", "--output", help="wide: more columns; name: KIND.GROUP/NAME lines."),
-    ] = "table",
+    kind: str,
+    name: str | None,
+    namespace: str | None,
+    all_namespaces: bool,
+    output: str,
 ) -> None:
-    """Show one resource, or list one kind, several (exports,imports) or all."""
+    """Show one resource, or list one kind, several (exports,imports) or all.
+
+    KIND is peer, export, import, policy, ... (any form); KIND,KIND; or all.
+    """
     if all_namespaces and (name or namespace):
         ctx.fail("-A lists every namespace; it takes no NAME and no -n")
     infos = _kinds(ctx, kind)
@@ -81,10 +98,10 @@ def get(
         from clusterlink.cli import render
 
         data = docs[0] if name else {"items": docs}
-        typer.echo(render.dump(data, output), nl=False)
+        click.echo(render.dump(data, output), nl=False)
     elif output == "name":
         for doc in docs:
-            typer.echo(f"{str(doc.get('kind')).lower()}.{_GROUP}/{doc['metadata']['name']}")
+            click.echo(f"{str(doc.get('kind')).lower()}.{_GROUP}/{doc['metadata']['name']}")
     elif docs:
         _print_tables(found, wide=output == "wide")
     else:
@@ -105,30 +122,32 @@ def _print_tables(found: list[tuple[KindInfo, list[Document]]], *, wide: bool) -
         for info, docs in found
         if docs
     ]
-    render.print_sections(sections)
+    click.echo(render.render_sections(sections), nl=False)
 
 
 def _say_none_found(infos: list[KindInfo], namespace: str | None) -> None:
     what = infos[0].plural if len(infos) == 1 else "resources"
     shown = f" in namespace {namespace}" if namespace else ""
-    typer.echo(f"no {what} found{shown}", err=True)
+    click.echo(f"no {what} found{shown}", err=True)
 
 
-def describe(
-    ctx: typer.Context,
-    *,
-    kind: Annotated[str, typer.Argument(help="peer, export, import, policy, ... (any form)")],
-    name: Annotated[str, typer.Argument(show_default=False)],
-    namespace: NamespaceOption = None,
-) -> None:
-    """One resource on one page: spec, status, conditions and its recent tunnels."""
+@click.command("describe")
+@click.argument("kind")
+@click.argument("name")
+@namespace_option
+@click.pass_context
+def describe(ctx: click.Context, kind: str, name: str, namespace: str | None) -> None:
+    """One resource on one page: spec, status, conditions and its recent tunnels.
+
+    KIND is peer, export, import, policy, ... (any form).
+    """
     from clusterlink.api import kind_info
 
     info = kind_info(kind)
     with client_of(ctx) as client:
         doc = client.get(info.name, name, namespace or "default")
         flows = _flows_of(client, info.name, doc)
-    typer.echo(describe_text(doc, flows), nl=False)
+    click.echo(describe_text(doc, flows), nl=False)
 
 
 def _flows_of(client: AdminClient, kind: str, doc: Document) -> list[Document]:
@@ -148,7 +167,7 @@ def _flows_of(client: AdminClient, kind: str, doc: Document) -> list[Document]:
 
 def describe_text(doc: Document, flows: list[Document]) -> str:
     """The page of ``describe``: headed blocks, nested fields indented as YAML."""
-    import yaml
+    from clusterlink.cli.block_yaml import dump_yaml
 
     meta = doc.get("metadata") or {}
     status = dict(doc.get("status") or {})
@@ -161,7 +180,7 @@ def describe_text(doc: Document, flows: list[Document]) -> str:
     lines.append(f"Labels:      {','.join(f'{k}={v}' for k, v in labels.items()) or '<none>'}")
     for heading, block in (("Spec", doc.get("spec")), ("Status", status)):
         lines.append(f"{heading}:")
-        dumped = yaml.safe_dump(block, sort_keys=False, default_flow_style=False) if block else ""
+        dumped = dump_yaml(block) if block else ""
         lines.extend(f"  {line}" for line in dumped.splitlines() or ["<none>"])
     lines.append("Conditions:")
     lines.extend(_condition_lines(conditions))
@@ -196,17 +215,16 @@ def _flow_lines(flows: list[Document]) -> list[str]:
     return [f"  {line}" for line in text.splitlines()] or ["  <none>"]
 
 
-def status(
-    ctx: typer.Context,
-    *,
-    output: Annotated[Literal["table", "json", "yaml"], typer.Option("-o", "--output")] = "table",
-) -> None:
+@click.command("status")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@click.pass_context
+def status(ctx: click.Context, output: str) -> None:
     """This gateway, its peers (reachable, last heartbeat, RTT), exports and imports."""
     from clusterlink.cli import render
 
     with client_of(ctx) as client:
         data = client.status()
     if output == "table":
-        render.print_sections(render.status_sections(data))
+        click.echo(render.render_sections(render.status_sections(data)), nl=False)
     else:
-        typer.echo(render.dump(data, output), nl=False)
+        click.echo(render.dump(data, output), nl=False)
