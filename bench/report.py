@@ -3,7 +3,7 @@
 One table per topology: a row per metric, a column per setup with the absolute number, then
 clusterlink's ratio to stunnel and to HAProxy, then the performance target for that row and
 whether clusterlink meets it. A ratio is always clusterlink ÷ other, whatever the direction
-of the metric; the target column says which way is good (``≥ 1.1x`` for a rate, ``≤ 1.0x``
+of the metric; the target column says which way is good (``≥ 1.0x`` for a rate, ``≤ 1.0x``
 for a latency). A number that was not measured (a workload left out, a setup that failed,
 the CPU of a direct connection) shows as ``-``; a verdict that cannot be made shows as ``?``.
 """

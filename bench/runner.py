@@ -35,6 +35,7 @@ from bench.loadgen import LoadGen, build_loadgen
 from bench.plan import Plan
 from bench.ports import PortPicker
 from bench.processes import ProcessSet
+from bench.procfs import rss_kib
 from bench.servers import start_servers
 from bench.setups.base import SetupContext, StartSetup
 from bench.setups.checks import verify_mtls
@@ -136,6 +137,7 @@ def _run_setup(
     try:
         entry = start(context)
         tunnel_pids = context.procs.pids
+        idle_rss_kib = rss_kib(tunnel_pids) if tunnel_pids else None
         if entry.tls_port is not None:
             outcome["mtls_check"] = verify_mtls(context, entry)
         with ProcessSet(context.work_dir / "clients") as clients:
@@ -156,19 +158,24 @@ def _run_setup(
                     workloads[workload.value] = run_workload(workload, run)
                 console.print(f"{where}: {workload}: {_headline(workloads[workload.value])}")
         if tunnel_pids:
-            outcome["summary"] = _summary(workloads)
+            outcome["summary"] = _summary(workloads, idle_rss_kib)
     except BenchError as exc:
         outcome["error"] = str(exc)
         console.print(f"[red]{where}: failed: {exc}[/]")
     return outcome
 
 
-def _summary(workloads: dict[str, Any]) -> dict[str, Any]:
-    """The tunnel's CPU over all workloads, and its peak RSS under load (idle tunnels aside)."""
+def _summary(workloads: dict[str, Any], idle_rss_kib: int | None) -> dict[str, Any]:
+    """The tunnel's CPU over all workloads, its peak RSS under load (idle tunnels aside), and
+    that peak as a multiple of its RSS when it had just started (``idle_rss_kib``): what a
+    load costs in memory, whatever the process's own size."""
     loaded = [r for w, r in workloads.items() if w != Workload.IDLE_TUNNELS]
+    peak = max((r["tunnel_peak_rss_kib"] for r in loaded), default=None)
     return {
         "tunnel_cpu_s": sum(r["tunnel_cpu_s"] for r in workloads.values()),
-        "tunnel_peak_rss_kib": max((r["tunnel_peak_rss_kib"] for r in loaded), default=None),
+        "tunnel_idle_rss_kib": idle_rss_kib,
+        "tunnel_peak_rss_kib": peak,
+        "peak_over_idle_rss": peak / idle_rss_kib if peak and idle_rss_kib else None,
     }
 
 

@@ -94,7 +94,9 @@ def test_tunnels_report_cpu_memory_and_pass_the_mtls_check(
             assert 0 <= result["tunnel_cpu_s"] <= bound_s, (setup, name, result)
         total = sum(result["tunnel_cpu_s"] for result in workloads.values())
         assert outcome["summary"]["tunnel_cpu_s"] == pytest.approx(total), setup
-        assert outcome["summary"]["tunnel_peak_rss_kib"] > 0, setup
+        summary = outcome["summary"]
+        assert 0 < summary["tunnel_idle_rss_kib"] <= summary["tunnel_peak_rss_kib"], setup
+        assert summary["peak_over_idle_rss"] >= 1, setup
         assert "rss_per_tunnel_kib" in outcome["workloads"]["idle-tunnels"], setup
         assert outcome["mtls_check"]["stranger's certificate"].startswith("refused"), setup
     assert "summary" not in by_setup["direct"]  # nothing of its own to measure
