@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from clusterlink.cli.context import client_of
+from clusterlink.kind_names import KIND_NAMES, KindNames, kind_names
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-    from clusterlink.api import KindInfo
     from clusterlink.client import AdminClient, Document
 
 __all__ = ["describe", "get", "status"]
 
-ALL_KINDS = ("peers", "exports", "imports", "accesspolicies", "privilegedaccesspolicies")
+ALL_KINDS = tuple(kind.plural for kind in KIND_NAMES)
 _GROUP = "clusterlink.net"
 _FLOWS_SHOWN = 10
 
@@ -40,16 +40,14 @@ def complete_kind(
     return [CompletionItem(k) for k in (*ALL_KINDS, "all") if k.startswith(incomplete.lower())]
 
 
-def _kinds(ctx: click.Context, text: str) -> list[KindInfo]:
+def _kinds(ctx: click.Context, text: str) -> list[KindNames]:
     """``import``, ``exports,imports`` or ``all``, each kind once, in the order given."""
-    from clusterlink.api import kind_info
-
     names = ALL_KINDS if text == "all" else [part for part in text.split(",") if part]
     if not names:
         ctx.fail(f"{text!r} names no kind; e.g. imports, or exports,imports, or all")
-    infos: list[KindInfo] = []
+    infos: list[KindNames] = []
     for name in names:
-        info = kind_info(name)
+        info = kind_names(name)
         if info not in infos:
             infos.append(info)
     return infos
@@ -108,7 +106,7 @@ def get(
         _say_none_found(infos, where if all(i.namespaced for i in infos) else None)
 
 
-def _print_tables(found: list[tuple[KindInfo, list[Document]]], *, wide: bool) -> None:
+def _print_tables(found: list[tuple[KindNames, list[Document]]], *, wide: bool) -> None:
     """One table per kind; with several kinds each is headed by its plural and empty ones
     are left out (as kubectl does)."""
     from clusterlink.cli import render
@@ -125,7 +123,7 @@ def _print_tables(found: list[tuple[KindInfo, list[Document]]], *, wide: bool) -
     click.echo(render.render_sections(sections), nl=False)
 
 
-def _say_none_found(infos: list[KindInfo], namespace: str | None) -> None:
+def _say_none_found(infos: list[KindNames], namespace: str | None) -> None:
     what = infos[0].plural if len(infos) == 1 else "resources"
     shown = f" in namespace {namespace}" if namespace else ""
     click.echo(f"no {what} found{shown}", err=True)
@@ -141,9 +139,7 @@ def describe(ctx: click.Context, kind: str, name: str, namespace: str | None) ->
 
     KIND is peer, export, import, policy, ... (any form).
     """
-    from clusterlink.api import kind_info
-
-    info = kind_info(kind)
+    info = kind_names(kind)
     with client_of(ctx) as client:
         doc = client.get(info.name, name, namespace or "default")
         flows = _flows_of(client, info.name, doc)

@@ -1,0 +1,43 @@
+"""What reading a running gateway costs at start: the commands an operator types most (``get``,
+``describe``, ``status``, ``flows``, ``delete KIND NAME``) import none of the heavy modules
+(tests/unit/test_cli_imports.py lists them), and still do their job against a real gateway."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import Pair
+from tests.integration.documents import export
+from tests.unit.test_cli_imports import heavy_in, imported_by
+
+pytestmark = pytest.mark.integration
+
+RUN = """
+sys.argv = ['clusterlink', '--peer-dir', {peer_dir!r}, *{args!r}]
+from clusterlink.cli.main import run
+try:
+    run()
+except SystemExit as exc:
+    assert exc.code in (0, None), f'exit {{exc.code}}'
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["get", "peers"],
+        ["get", "all", "-o", "wide"],
+        ["get", "peer", "b", "-o", "yaml"],
+        ["describe", "peer", "b"],
+        ["status"],
+        ["flows"],
+        ["delete", "export", "short-lived"],
+    ],
+    ids=" ".join,
+)
+def test_reading_a_running_gateway_imports_nothing_heavy(pair: Pair, args: list[str]) -> None:
+    if args[0] == "delete":
+        pair.source.apply(export("short-lived", "default", 8080))
+    statement = RUN.format(peer_dir=str(pair.source.peer_dir), args=args)
+
+    assert heavy_in(imported_by(statement)) == []  # and the command exited 0
