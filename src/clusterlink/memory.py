@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 
@@ -42,11 +41,10 @@ _MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024  # smaller requests come from the heap
 
 
 def _libc_function(name: str) -> Callable[..., int] | None:
-    library = ctypes.util.find_library("c")
-    if library is None:
-        return None
+    # The symbols of the running process, the C library's among them: no search for the
+    # library's file (``ctypes.util.find_library`` runs ``ldconfig``, a process per start).
     try:
-        function: Callable[..., int] = getattr(ctypes.CDLL(library), name)
+        function: Callable[..., int] = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
     return function
