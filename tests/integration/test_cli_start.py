@@ -1,6 +1,11 @@
 """What reading a running gateway costs at start: the commands an operator types most (``get``,
 ``describe``, ``status``, ``flows``, ``delete KIND NAME``) import none of the heavy modules
-(tests/unit/test_cli_imports.py lists them), and still do their job against a real gateway."""
+(tests/unit/test_cli_imports.py lists them), and still do their job against a real gateway.
+
+The pair is first let settle (each gateway a Peer of the other, heartbeats answered): that is
+the everyday state. A peer's status in trouble says why in a sentence, which ``describe`` and
+``-o yaml`` may leave to PyYAML to write (see cli/block_yaml.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import pytest
 
 from tests.integration.conftest import Pair
 from tests.integration.documents import export
+from tests.integration.waiting import wait_until
 from tests.unit.test_cli_imports import heavy_in, imported_by
 
 pytestmark = pytest.mark.integration
@@ -36,6 +42,10 @@ except SystemExit as exc:
     ids=" ".join,
 )
 def test_reading_a_running_gateway_imports_nothing_heavy(pair: Pair, args: list[str]) -> None:
+    wait_until(
+        lambda: pair.source.get("peer", "b").get("status", {}).get("peered"),
+        what="peer b reachable and peered at a",
+    )
     if args[0] == "delete":
         pair.source.apply(export("short-lived", "default", 8080))
     statement = RUN.format(peer_dir=str(pair.source.peer_dir), args=args)

@@ -69,4 +69,7 @@ def test_a_run_that_needs_no_gateway_and_no_help_page_imports_nothing_heavy(
         "from clusterlink.cli.main import run\n"
         "try:\n    run()\nexcept SystemExit:\n    pass"
     )
-    assert heavy_in(imported_by(statement)) == []
+    modules = imported_by(statement)
+
+    assert heavy_in(modules) == []
+    assert "clusterlink.client" not in modules  # nor the admin client, with http.client and ssl

@@ -129,8 +129,9 @@ class OneLineErrors(click.Group):
         **extra: Any,
     ) -> Any:
         # click's own standalone mode prints a usage dump; the error contract is ours, so
-        # click runs non-standalone and every outcome becomes an exit status here. A shell
-        # asking for completions is answered (and exits) inside click, before any parsing.
+        # click always runs non-standalone (whatever `standalone_mode` a caller passes) and
+        # every outcome becomes an exit status here. A shell asking for completions is
+        # answered (and exits) inside click, before any parsing.
         args = hoist_globals(sys.argv[1:] if args is None else args)
         try:
             code = super().main(
@@ -210,12 +211,15 @@ def usage_errors(flag: str) -> Iterator[None]:
 
 
 def address_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Option callback: ``HOST:PORT`` or a usage error."""
+    """Option callback: ``HOST:PORT`` or a usage error. click calls it for an option not
+    given too (``None``), so the client (and ``http.client``, ``ssl``) is imported only to
+    check a given address."""
+    if value is None:
+        return value
     from clusterlink.client import parse_address
 
-    if value is not None:
-        try:
-            parse_address(value)
-        except ClusterLinkError as exc:
-            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    try:
+        parse_address(value)
+    except ClusterLinkError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return value

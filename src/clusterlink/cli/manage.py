@@ -17,6 +17,7 @@ import click
 
 from clusterlink.cli import documents
 from clusterlink.cli.context import client_of, usage_errors
+from clusterlink.cli.show import complete_kind, namespace_option
 from clusterlink.errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ __all__ = [
     "delete",
 ]
 
-namespace_option = click.option("-n", "--namespace", help="Namespace.", show_default="default")
 name_option = click.option("--name", required=True, help="Resource name.")
 protocol_option = click.option(
     "--protocol",
@@ -95,7 +95,7 @@ def apply(ctx: click.Context, filename: str, close_tunnels: bool, dry_run: bool)
 
 
 @click.command("delete")
-@click.argument("kind", required=False)
+@click.argument("kind", required=False, shell_complete=complete_kind)
 @click.argument("name", required=False)
 @click.option("-f", "--filename", help="Delete what these documents name; - is stdin.")
 @namespace_option

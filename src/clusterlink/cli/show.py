@@ -34,10 +34,11 @@ namespace_option = click.option("-n", "--namespace", help="Namespace.", show_def
 def complete_kind(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
-    """The kinds a shell offers after ``get``: each plural, and ``all``."""
+    """The kinds a shell offers for a KIND: each plural (and ``all`` after ``get``)."""
     from click.shell_completion import CompletionItem
 
-    return [CompletionItem(k) for k in (*ALL_KINDS, "all") if k.startswith(incomplete.lower())]
+    offered = (*ALL_KINDS, "all") if ctx.command.name == "get" else ALL_KINDS
+    return [CompletionItem(kind) for kind in offered if kind.startswith(incomplete.lower())]
 
 
 def _kinds(ctx: click.Context, text: str) -> list[KindNames]:
@@ -130,7 +131,7 @@ def _say_none_found(infos: list[KindNames], namespace: str | None) -> None:
 
 
 @click.command("describe")
-@click.argument("kind")
+@click.argument("kind", shell_complete=complete_kind)
 @click.argument("name")
 @namespace_option
 @click.pass_context
