@@ -3,8 +3,7 @@
 (tests/unit/test_cli_imports.py lists them), and still do their job against a real gateway.
 
 The pair is first let settle (each gateway a Peer of the other, heartbeats answered): that is
-the everyday state. A peer's status in trouble says why in a sentence, which ``describe`` and
-``-o yaml`` may leave to PyYAML to write (see cli/block_yaml.py).
+the everyday state. ``describe`` and ``-o yaml`` write YAML, and PyYAML is theirs to import.
 """
 
 from __future__ import annotations
@@ -50,4 +49,6 @@ def test_reading_a_running_gateway_imports_nothing_heavy(pair: Pair, args: list[
         pair.source.apply(export("short-lived", "default", 8080))
     statement = RUN.format(peer_dir=str(pair.source.peer_dir), args=args)
 
-    assert heavy_in(imported_by(statement)) == []  # and the command exited 0
+    writes_yaml = args[0] == "describe" or "yaml" in args
+    heavy = heavy_in(imported_by(statement))  # and the command exited 0
+    assert [m for m in heavy if not (writes_yaml and m.split(".")[0] == "yaml")] == []

@@ -54,9 +54,9 @@ def dump(data: object, output: str) -> str:
     """``data`` as JSON or YAML text, ending with a newline."""
     if output == "json":
         return json.dumps(data, indent=2) + "\n"
-    from clusterlink.cli.block_yaml import dump_yaml
+    import yaml  # here: only YAML output pays for it
 
-    return dump_yaml(data)
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 
 def _at(doc: Document, path: str) -> Any:

@@ -164,7 +164,7 @@ def _flows_of(client: AdminClient, kind: str, doc: Document) -> list[Document]:
 
 def describe_text(doc: Document, flows: list[Document]) -> str:
     """The page of ``describe``: headed blocks, nested fields indented as YAML."""
-    from clusterlink.cli.block_yaml import dump_yaml
+    from clusterlink.cli.render import dump
 
     meta = doc.get("metadata") or {}
     status = dict(doc.get("status") or {})
@@ -177,7 +177,7 @@ def describe_text(doc: Document, flows: list[Document]) -> str:
     lines.append(f"Labels:      {','.join(f'{k}={v}' for k, v in labels.items()) or '<none>'}")
     for heading, block in (("Spec", doc.get("spec")), ("Status", status)):
         lines.append(f"{heading}:")
-        dumped = dump_yaml(block) if block else ""
+        dumped = dump(block, "yaml") if block else ""
         lines.extend(f"  {line}" for line in dumped.splitlines() or ["<none>"])
     lines.append("Conditions:")
     lines.extend(_condition_lines(conditions))
