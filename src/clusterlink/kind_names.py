@@ -14,8 +14,9 @@ from typing import Final, Literal
 
 from clusterlink.errors import ValidationError
 
-__all__ = ["KIND_NAMES", "KindName", "KindNames", "kind_names"]
+__all__ = ["API_VERSION", "KIND_NAMES", "KindName", "KindNames", "kind_names"]
 
+API_VERSION: Final = "clusterlink.net/v1alpha1"  # of every kind
 KindName = Literal["Peer", "Export", "Import", "AccessPolicy", "PrivilegedAccessPolicy"]
 
 

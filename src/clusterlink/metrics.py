@@ -33,6 +33,9 @@ Metrics (labels in brackets):
 - ``process_*`` (prometheus_client's ``ProcessCollector``, from ``/proc``): CPU seconds,
   resident and virtual memory, open and maximum file descriptors, start time. Off ``/proc``
   (not Linux) the collector yields nothing rather than failing.
+- ``python_gc_collections_total`` and ``python_gc_objects_collected_total`` [generation]
+  (prometheus_client's ``GCCollector``): the cyclic collector at work; the gateway freezes
+  what start-up made out of its way, so these count what serving made.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from dataclasses import dataclass, field
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    GCCollector,
     Histogram,
     Info,
     ProcessCollector,
@@ -237,6 +241,7 @@ class GatewayMetrics:
         )
         self.registry.register(_ScrapeTimeCollector(self))
         ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         build = Info("clusterlink_build", "What this gateway runs", registry=self.registry)
         build.info(build_labels())
 

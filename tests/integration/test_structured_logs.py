@@ -22,7 +22,7 @@ import pytest
 
 from tests.integration.clients import Exchange, talk
 from tests.integration.conftest import Link, Pair, StartGateway, StartService
-from tests.integration.documents import EXPORT_NAME, access_policy, peer, selector
+from tests.integration.documents import EXPORT_NAME, access_policy, export, peer, selector
 from tests.integration.gateways import Gateway
 from tests.integration.services import echo
 from tests.integration.waiting import wait_until
@@ -170,3 +170,27 @@ def test_metrics_serve_the_build_and_the_process(pair: Pair) -> None:
         assert float(samples[name].rsplit(" ", 1)[1]) > 0, name
     build = samples["clusterlink_build_info"]
     assert 'version="' in build and 'python="3.' in build and 'openssl="' in build
+
+
+def test_a_started_gateway_collects_its_cyclic_garbage(pair: Pair) -> None:
+    """The command line turns the collector off while the gateway is imported (it would
+    slow the start down); the started gateway must have turned it back on."""
+    url = f"http://{pair.source.info['metrics']}/metrics"
+
+    def young_collections() -> float:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+        name = 'python_gc_collections_total{generation="0"}'
+        return float(next(r for r in text.splitlines() if r.startswith(name)).split()[-1])
+
+    batches = iter(range(1000))
+
+    def grown_then_collected(first: float) -> bool:
+        # Objects that stay (stored exports) are what sets the collector off; a gateway at
+        # rest makes and frees its objects and rarely collects.
+        batch = next(batches)
+        pair.source.apply(*(export(f"gc-{batch}-{i}", "gc", 8080) for i in range(50)))
+        return young_collections() > first
+
+    first = young_collections()
+    wait_until(lambda: grown_then_collected(first), what="the gateway's collector to run")

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
-import yaml
 from pydantic_core import ErrorDetails
 
 from clusterlink.api.kinds import KINDS, is_namespaced
 from clusterlink.api.resources import API_VERSION, UNSUPPORTED_FIELDS, Resource
 from clusterlink.errors import ValidationError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "dump_json",
@@ -69,6 +71,8 @@ def to_dict(resource: Resource, *, include_status: bool = True) -> dict[str, Any
 
 def dump_yaml(resources: Sequence[Resource], *, include_status: bool = True) -> str:
     """Multi-document YAML, one document per resource; applying it again changes nothing."""
+    import yaml  # here and below: YAML is for documents, not for a gateway's start
+
     docs = [to_dict(resource, include_status=include_status) for resource in resources]
     return yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True)
 
@@ -77,18 +81,19 @@ def dump_objects(objects: Sequence[Mapping[str, Any]]) -> str:
     """Multi-document YAML of plain objects (CRDs, manifests) as built: keys in the order
     given, long strings (base64, patterns) on one line, and no ``&id001`` anchors where two
     places happen to share one list, which readers of a manifest would not expect."""
+    import yaml
+
+    class NoAliases(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
     return yaml.dump_all(
         [dict(obj) for obj in objects],
-        Dumper=_NoAliases,
+        Dumper=NoAliases,
         sort_keys=False,
         width=1_000_000,
         allow_unicode=True,
     )
-
-
-class _NoAliases(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
 
 
 def dump_json(resources: Resource | Sequence[Resource], *, include_status: bool = True) -> str:
@@ -107,6 +112,8 @@ def _load(text: str) -> list[object]:
     """Documents of the YAML stream. JSON is tried first when it looks like JSON, because
     tab-indented JSON (``jq --tab``, Go's ``MarshalIndent``) is not valid YAML.
     """
+    import yaml
+
     json_error: json.JSONDecodeError | None = None
     if text.lstrip()[:1] in ("{", "["):
         try:
@@ -125,6 +132,8 @@ def _load(text: str) -> list[object]:
 
 
 def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+    import yaml
+
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

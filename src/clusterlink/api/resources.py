@@ -34,7 +34,7 @@ from clusterlink.api.names import (
     ResourceName,
 )
 from clusterlink.ids import NamespacedName, ServiceProtocol
-from clusterlink.kind_names import KindName
+from clusterlink.kind_names import API_VERSION, KindName
 from clusterlink.policy import Side, key_problem
 
 __all__ = [
@@ -71,7 +71,6 @@ __all__ = [
     "WorkloadSetOrSelector",
 ]
 
-API_VERSION: Final = "clusterlink.net/v1alpha1"
 
 LBScheme = Literal["round-robin", "random", "static"]
 Action = Literal["allow", "deny"]

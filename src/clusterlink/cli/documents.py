@@ -9,7 +9,12 @@ duplicate the resource rules.
 
 from __future__ import annotations
 
-from clusterlink.client import Document
+from typing import TYPE_CHECKING
+
+from clusterlink.kind_names import API_VERSION
+
+if TYPE_CHECKING:
+    from clusterlink.client import Document
 
 __all__ = [
     "export_document",
@@ -26,8 +31,6 @@ MATCH_ALL: Document = {"workloadSelector": {}}
 
 
 def _document(kind: str, name: str, namespace: str | None, spec: Document) -> Document:
-    from clusterlink.api import API_VERSION  # here: importing the models takes a while
-
     metadata = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
     return {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata, "spec": spec}
 

@@ -48,7 +48,11 @@ class ExplainBody(BaseModel):
     ``export`` with the calling ``peer`` (ingress), and what is known of the client."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, validate_by_name=True
+        defer_build=True,  # built on first use: a gateway starts without it
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_name=True,
     )
 
     import_: str | None = Field(default=None, alias="import", min_length=1, max_length=_MAX_TEXT)

@@ -37,7 +37,11 @@ DEFAULT_TTL_S: Final = 15 * 60
 
 class _Body(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, validate_by_name=True
+        defer_build=True,  # built on first use: a gateway starts without it
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_name=True,
     )
 
 
