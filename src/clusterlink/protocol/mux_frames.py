@@ -284,7 +284,11 @@ class FrameReader:
             if kind == DATA:
                 if length > MAX_DATA_FRAME:
                     raise RemoteProtocolError(f"DATA frame of {length} bytes is over the limit")
-                self._data_stream, self._data_left = stream_id, length
+                n = min(length, size - pos)  # what of the payload is here: passed on at once
+                if n:
+                    self._on_data(stream_id, view[pos : pos + n], events)
+                    pos += n
+                self._data_stream, self._data_left = stream_id, length - n
             elif length > MAX_CONTROL_BYTES:
                 raise RemoteProtocolError(f"frame of type {kind} with {length} bytes is too large")
             elif size - pos >= length:  # the whole control frame is here: no buffering

@@ -111,8 +111,14 @@ class MuxSession(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
             return
+        streams = self.streams
         for event in events:
-            self._handle(event)
+            if type(event) is StreamData:  # nearly every event: straight to its stream
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._on_data(event.data)
+            else:
+                self._handle(event)
         if self._opens_unread > _MAX_OPENS_UNREAD:
             log.warning(
                 "closing multiplexed connection to %s: it sent %d new streams while reading "
@@ -149,11 +155,8 @@ class MuxSession(asyncio.Protocol):
     # -- events -------------------------------------------------------------------------------
 
     def _handle(self, event: MuxEvent) -> None:
-        if isinstance(event, StreamData):
-            stream = self.streams.get(event.stream_id)
-            if stream is not None:
-                stream._on_data(event.data)
-        elif isinstance(event, StreamEnded):
+        """Every event but ``StreamData`` (``data_received`` passes those on itself)."""
+        if isinstance(event, StreamEnded):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream._on_end()
@@ -282,7 +285,10 @@ class MuxSession(asyncio.Protocol):
     def flush(self) -> None:
         buffers = self.mux.data_to_send()
         if buffers and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(buffers)
+            if len(buffers) == 1:  # a message's usual frame: no joining to do
+                self.transport.write(buffers[0])
+            else:
+                self.transport.writelines(buffers)
 
     def forget(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)

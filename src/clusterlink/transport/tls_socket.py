@@ -32,6 +32,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from clusterlink.transport.tls_buffers import Buffer, joined
 from clusterlink.transport.tls_linger import Linger
 
 __all__ = ["SocketTLSTransport", "handshake", "wait_readable"]
@@ -43,8 +44,6 @@ _BATCH_BYTES = 256 * 1024
 # Small buffers of one ``writelines`` are joined up to this size: one record, one send.
 _JOIN_BYTES = 64 * 1024
 _HIGH_WATER = 64 * 1024
-
-Buffer = bytes | bytearray | memoryview
 
 
 async def handshake(
@@ -133,6 +132,7 @@ class SocketTLSTransport(asyncio.Transport):
         self._ended = False  # close_notify sent, lingering or gone
         self._lost = False
         self._linger: Linger | None = None
+        self._ssl_read, self._ssl_write = _ssl_methods(sock)
         self._extra: dict[str, Any] = {
             "socket": sock,
             "ssl_object": sock,
@@ -168,7 +168,7 @@ class SocketTLSTransport(asyncio.Transport):
         """One record; a full one says more are likely waiting: those are read as a batch
         into one buffer and handed on in one piece (a small message costs one read)."""
         try:
-            data = self._sock.recv(_RECORD)
+            data = self._ssl_read(_RECORD)
             if len(data) == _RECORD:
                 self._deliver_batch(data)
                 return
@@ -190,10 +190,10 @@ class SocketTLSTransport(asyncio.Transport):
         buffer = memoryview(bytearray(_BATCH_BYTES))
         filled = 0
         error: Exception | None = None
-        recv_into = self._sock.recv_into
+        read = self._ssl_read
         try:
             while filled <= _BATCH_BYTES - _RECORD:
-                n = recv_into(buffer[filled:], _RECORD)
+                n = read(_RECORD, buffer[filled:])
                 if not n:
                     break  # close_notify: seen again at the next read
                 filled += n
@@ -210,15 +210,33 @@ class SocketTLSTransport(asyncio.Transport):
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, data: Buffer) -> None:
-        if self._closing or self._lost:
+        """Straight to OpenSSL when nothing waits before it (a message's usual way: one
+        call, one record, one system call); else behind what waits."""
+        if self._queue or self._closing or self._lost or not data:
+            if not self._closing and not self._lost:
+                self._send((data,))
             return
-        self._send((data,))
+        try:
+            self._ssl_write(data)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+            self._hold(data)
+        except (OSError, ssl.SSLError) as exc:
+            self._fail(exc)
 
     def writelines(self, list_of_data: Iterable[Buffer]) -> None:
         """Small buffers joined (one record, one send), big ones sent as they are."""
         if self._closing or self._lost:
             return
-        self._send(_joined(list_of_data))
+        self._send(joined(list_of_data, record=_RECORD, most=_JOIN_BYTES))
+
+    def _hold(self, data: Buffer) -> None:
+        """``data`` would block: it waits, whole, until the socket can take it."""
+        self._queue.append(bytes(data) if isinstance(data, bytearray) else data)
+        self._queued += len(data)
+        self._loop.add_writer(self._fd, self._on_writable)
+        if self._queued > self._high_water and not self._producer_paused:
+            self._producer_paused = True
+            self._app.pause_writing()
 
     def _send(self, buffers: Iterable[Buffer]) -> None:
         queue = self._queue
@@ -230,11 +248,9 @@ class SocketTLSTransport(asyncio.Transport):
                 self._queued += len(data)
                 continue
             try:
-                self._sock.send(data)
+                self._ssl_write(data)
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
-                queue.append(bytes(data) if isinstance(data, bytearray) else data)
-                self._queued += len(data)
-                self._loop.add_writer(self._fd, self._on_writable)
+                self._hold(data)
             except (OSError, ssl.SSLError) as exc:
                 self._fail(exc)
                 return
@@ -243,7 +259,7 @@ class SocketTLSTransport(asyncio.Transport):
             self._app.pause_writing()
 
     def _on_writable(self) -> None:
-        queue, send = self._queue, self._sock.send
+        queue, send = self._queue, self._ssl_write
         try:
             while queue:
                 send(queue[0])  # the same buffer again: OpenSSL goes on where it stopped
@@ -380,27 +396,17 @@ class _Lingering(asyncio.Transport):
         return self._owner._sock if name == "socket" else default
 
 
-def _joined(buffers: Iterable[Buffer]) -> list[Buffer]:
-    """Runs of small buffers joined into one (each send is a record and a system call)."""
-    out: list[Buffer] = []
-    run: list[Buffer] = []
-    size = 0
-    for data in buffers:
-        n = len(data)
-        if n >= _RECORD:
-            if run:
-                out.append(b"".join(run) if len(run) > 1 else run[0])
-                run, size = [], 0
-            out.append(data)
-            continue
-        run.append(data)
-        size += n
-        if size >= _JOIN_BYTES:
-            out.append(b"".join(run))
-            run, size = [], 0
-    if run:
-        out.append(b"".join(run) if len(run) > 1 else run[0])
-    return out
+def _ssl_methods(sock: ssl.SSLSocket) -> tuple[Callable[..., Any], Callable[[Buffer], int]]:
+    """The read and write of the OpenSSL connection under ``sock``.
+
+    Why not ``sock.recv`` and ``sock.send``: those are Python wrappers (``recv`` calls
+    ``read`` calls the C object's ``read``, each checking that the socket is open) around the
+    same calls; on a small message they cost as much as the record's crypto. What they add,
+    the check and ragged-EOF suppression, this transport does not need: it stops reading and
+    writing before it unwraps or closes, and it asks for ragged EOFs to be raised.
+    """
+    sslobj = sock._sslobj  # type: ignore[attr-defined]  # CPython's, since the ssl module began
+    return sslobj.read, sslobj.write
 
 
 def _name(get: Any) -> Any:
