@@ -362,6 +362,11 @@ class MuxConnection(FrameReader):
         stream = self._streams.get(stream_id)
         if stream is None or stream.local_ended:
             return 0
+        if type(data) is bytes and 0 < len(data) < JOIN_BELOW and len(data) <= stream.send_window:
+            # A small message, the common case: its frame in one piece, nothing to slice.
+            stream.send_window -= len(data)
+            self._out.append(HEADER.pack(DATA << 24 | len(data), stream_id) + data)
+            return len(data)
         if isinstance(data, memoryview) and data.itemsize != 1:
             data = data.cast("B")  # lengths below count bytes, not items
         n = min(len(data), stream.send_window, MAX_DATA_FRAME)

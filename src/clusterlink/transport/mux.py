@@ -283,8 +283,9 @@ class MuxSession(asyncio.Protocol):
     # -- plumbing -----------------------------------------------------------------------------
 
     def flush(self) -> None:
+        """Our frames to the TLS transport (which drops them once it is closing)."""
         buffers = self.mux.data_to_send()
-        if buffers and self.transport is not None and not self.transport.is_closing():
+        if buffers and self.transport is not None:
             if len(buffers) == 1:  # a message's usual frame: no joining to do
                 self.transport.write(buffers[0])
             else:

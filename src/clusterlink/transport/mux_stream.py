@@ -77,13 +77,14 @@ class StreamTransport(asyncio.Transport):
             data = bytes(data)  # its owner may change it after we return
         session = self._session
         if not self._held and not session.is_congested:
-            # One DATA frame carries at most 1 MiB: a bigger write is several frames, as
-            # many as the window takes now (the rest is held for the next window).
-            send_data, sid, total, size = session.mux.send_data, self.stream_id, 0, len(data)
-            while total < size and (
-                sent := send_data(sid, memoryview(data)[total:] if total else data)
-            ):
-                total += sent
+            size = len(data)
+            total = session.mux.send_data(self.stream_id, data)
+            if 0 < total < size:
+                # One DATA frame carries at most 1 MiB: a bigger write is several frames, as
+                # many as the window takes now (the rest is held for the next window).
+                send_data, sid = session.mux.send_data, self.stream_id
+                while total < size and (sent := send_data(sid, memoryview(data)[total:])):
+                    total += sent
             session.flush()
             if total == size:
                 return
