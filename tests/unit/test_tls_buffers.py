@@ -1,8 +1,9 @@
-"""The buffer layout of a TLS socket: what is joined before a send."""
+"""The buffer layout of a TLS socket: what is joined before a send, and batch buffers that are
+used again only once nobody holds a piece of them."""
 
 from __future__ import annotations
 
-from clusterlink.transport.tls_buffers import Buffer, joined
+from clusterlink.transport.tls_buffers import BatchBuffer, Buffer, joined
 
 RECORD = 16
 MOST = 64
@@ -58,3 +59,26 @@ def test_order_is_kept_across_small_and_big_buffers() -> None:
     parts: list[Buffer] = [b"a", bytes(range(20)), b"bc", b"d", bytes(range(30)), b"e"]
     out = joined(parts, record=RECORD, most=MOST)
     assert _flat(out) == _flat(parts)
+
+
+def test_a_batch_buffer_nobody_holds_is_used_again() -> None:
+    batches = BatchBuffer(32)
+    first = batches.get()
+    assert len(first) == 32
+    view = memoryview(first)[:8]
+    view.release()
+    assert batches.get() is first
+
+
+def test_a_batch_buffer_with_a_live_slice_is_never_written_again() -> None:
+    batches = BatchBuffer(32)
+    first = batches.get()
+    first[:5] = b"hello"
+    kept = memoryview(first)[:5]  # e.g. held in a paused stream's inbox
+    second = batches.get()
+    assert second is not first
+    assert len(second) == 32
+    second[:5] = b"world"
+    assert bytes(kept) == b"hello"
+    kept.release()
+    assert batches.get() is second  # the newest one is the one kept for reuse

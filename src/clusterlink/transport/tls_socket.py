@@ -32,7 +32,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from clusterlink.transport.tls_buffers import Buffer, joined
+from clusterlink.transport.tls_buffers import BatchBuffer, Buffer, joined
 from clusterlink.transport.tls_linger import Linger
 
 __all__ = ["SocketTLSTransport", "handshake", "wait_readable"]
@@ -133,6 +133,7 @@ class SocketTLSTransport(asyncio.Transport):
         self._lost = False
         self._linger: Linger | None = None
         self._ssl_read, self._ssl_write = _ssl_methods(sock)
+        self._batch = BatchBuffer(_BATCH_BYTES)
         self._extra: dict[str, Any] = {
             "socket": sock,
             "ssl_object": sock,
@@ -187,7 +188,7 @@ class SocketTLSTransport(asyncio.Transport):
     def _deliver_batch(self, first: bytes) -> None:
         """``first`` and the records waiting behind it, decrypted side by side into one
         buffer; an error met on the way ends the connection after what came before it."""
-        buffer = memoryview(bytearray(_BATCH_BYTES))
+        buffer = memoryview(self._batch.get())
         filled = 0
         error: Exception | None = None
         read = self._ssl_read
