@@ -406,8 +406,10 @@ def _ssl_methods(sock: ssl.SSLSocket) -> tuple[Callable[..., Any], Callable[[Buf
     the check and ragged-EOF suppression, this transport does not need: it stops reading and
     writing before it unwraps or closes, and it asks for ragged EOFs to be raised.
     """
-    sslobj = sock._sslobj  # type: ignore[attr-defined]  # CPython's, since the ssl module began
-    return sslobj.read, sslobj.write
+    # CPython's private object, there since the ssl module began; the public wrappers (same
+    # signatures) where an interpreter has none.
+    inner: Any = getattr(sock, "_sslobj", None) or sock
+    return inner.read, inner.write
 
 
 def _name(get: Any) -> Any:
