@@ -271,7 +271,7 @@ class AdminClient:
         target = f"{path}?{urlencode(params)}" if params else path
         data = None if body is None else json.dumps(body).encode()
         try:
-            self._connection.connect()
+            self._connection.open()
         except TimeoutError as exc:
             raise self._no_answer(where) from exc
         except ssl.SSLError as exc:
@@ -279,7 +279,7 @@ class AdminClient:
         except OSError as exc:
             raise PeerUnreachable(f"cannot reach {where}: {_why(exc)}; {self._hint}") from exc
         try:
-            answer = self._connection.request(method, target, data)
+            answer = self._connection.call(method, target, data)
         except TimeoutError as exc:
             raise self._no_answer(where) from exc
         except ssl.SSLError as exc:

@@ -27,62 +27,13 @@ class Answer:
     body: bytes
 
 
-class AdminConnection:
+class AdminConnection(http.client.HTTPSConnection):
     """Requests over one TLS connection to ``host:port``, reopened when the server closed it.
 
     ``server_name`` is sent as SNI and checked against the server's certificate;
     ``connect_timeout_s`` bounds the TCP and TLS set-up, ``timeout_s`` each read and write.
     """
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        server_name: str,
-        ssl_context: ssl.SSLContext,
-        timeout_s: float,
-        connect_timeout_s: float,
-    ) -> None:
-        self._connection = _NamedServerConnection(
-            host,
-            port,
-            server_name=server_name,
-            ssl_context=ssl_context,
-            timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s,
-        )
-
-    def connect(self) -> None:
-        """Open the connection now if it is not open (or the server closed it while idle), so
-        that set-up failures can be told apart from failures of a request."""
-        sock = self._connection.sock
-        if sock is not None and _closed_by_server(sock):
-            self._connection.close()
-        if self._connection.sock is None:
-            self._connection.connect()
-
-    def request(self, method: str, target: str, body: bytes | None) -> Answer:
-        """Send one request (``target`` is the path and query) and read the whole answer."""
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        try:
-            self._connection.request(method, target, body=body, headers=headers)
-            response = self._connection.getresponse()
-            answer = Answer(response.status, response.read())
-        except BaseException:
-            self._connection.close()  # never reuse a connection in an unknown state
-            raise
-        if response.will_close:
-            self._connection.close()
-        return answer
-
-    def close(self) -> None:
-        self._connection.close()
-
-
-class _NamedServerConnection(http.client.HTTPSConnection):
     def __init__(
         self,
         host: str,
@@ -108,6 +59,30 @@ class _NamedServerConnection(http.client.HTTPSConnection):
             raise
         tls.settimeout(self.timeout)
         self.sock = tls
+
+    def open(self) -> None:
+        """Connect now if not connected (or if the server closed the connection while it was
+        idle), so that set-up failures can be told apart from failures of a request."""
+        if self.sock is not None and _closed_by_server(self.sock):
+            self.close()
+        if self.sock is None:
+            self.connect()
+
+    def call(self, method: str, target: str, body: bytes | None) -> Answer:
+        """Send one request (``target`` is the path and query) and read the whole answer."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            self.request(method, target, body=body, headers=headers)
+            response = self.getresponse()
+            answer = Answer(response.status, response.read())
+        except BaseException:
+            self.close()  # never reuse a connection in an unknown state
+            raise
+        if response.will_close:
+            self.close()
+        return answer
 
 
 def _closed_by_server(sock: socket.socket) -> bool:
