@@ -52,7 +52,6 @@ from clusterlink.controlplane.catalog import Catalog
 from clusterlink.controlplane.health import PeerHealth
 from clusterlink.controlplane.http_serving import serve_app
 from clusterlink.controlplane.import_conditions import ImportConditions
-from clusterlink.controlplane.openapi import openapi_document
 from clusterlink.controlplane.refusals import RefusalLog, describe_handshake_failure
 from clusterlink.controlplane.resources import ResourceService
 from clusterlink.errors import (
@@ -341,6 +340,8 @@ class AdminServer:
         return web.json_response(self._document(self.store.get(_key(request))))
 
     async def openapi(self, request: web.Request) -> web.Response:
+        from clusterlink.controlplane.openapi import openapi_document  # seldom asked for
+
         return web.json_response(openapi_document(__version__))
 
     def _document(self, resource: Resource) -> dict[str, Any]:
