@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,18 @@ def tunnel_mode() -> str | None:
     """``--tunnel-mode`` of the pair's source gateway (None: the default). A module that must
     hold in every mode overrides this fixture with ``params``."""
     return None
+
+
+def every_tunnel_mode() -> Any:
+    """The ``tunnel_mode`` fixture of a module that must hold in every mode: write
+    ``tunnel_mode = every_tunnel_mode()`` in it, and each of its tests runs once per mode."""
+
+    @pytest.fixture(scope="module", params=["basic", "mux"])
+    def tunnel_mode(request: pytest.FixtureRequest) -> str:
+        mode: str = request.param
+        return mode
+
+    return tunnel_mode
 
 
 @pytest.fixture(scope="module")

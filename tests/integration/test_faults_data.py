@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.clients import Exchange, http_over_tls, talk, tls_client_context
-from tests.integration.conftest import Link, StartService
+from tests.integration.conftest import Link, StartService, every_tunnel_mode
 from tests.integration.documents import access_policy, export, import_from, peer
 from tests.integration.faults import Bystander
 from tests.integration.gateways import Fabric, Gateway, parse_address, stop_all
@@ -36,10 +36,7 @@ RESET_BOUND_S = 3.0  # from the fault to the client's reset: "promptly", with sl
 _LINGER_RST = struct.pack("ii", 1, 0)
 
 
-@pytest.fixture(scope="module", params=["basic", "mux"])
-def tunnel_mode(request: pytest.FixtureRequest) -> str:
-    mode: str = request.param
-    return mode
+tunnel_mode = every_tunnel_mode()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.clients import http_over_tls, talk, tls_client_context
-from tests.integration.conftest import Link, Pair, StartGateway, StartService
+from tests.integration.conftest import Link, Pair, StartGateway, StartService, every_tunnel_mode
 from tests.integration.credentials import (
     ALPN,
     WATCHING,
@@ -45,10 +45,7 @@ pytestmark = pytest.mark.integration
 PERIOD = r"\(valid from \S+ \S+ UTC; now \S+ \S+ UTC\)"
 
 
-@pytest.fixture(scope="module", params=["basic", "mux"])
-def tunnel_mode(request: pytest.FixtureRequest) -> str:
-    mode: str = request.param
-    return mode
+tunnel_mode = every_tunnel_mode()
 
 
 @pytest.fixture(scope="module")

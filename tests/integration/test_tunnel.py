@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.clients import Exchange, is_refused, talk
-from tests.integration.conftest import Link, StartService
+from tests.integration.conftest import Link, StartService, every_tunnel_mode
 from tests.integration.services import SendThenListen, closed_port, digest, echo, read_to_eof
 from tests.integration.waiting import wait_until
 
@@ -29,11 +29,8 @@ REFUSED = Exchange(b"", "reset")
 MB = 1024 * 1024
 
 
-@pytest.fixture(scope="module", params=["basic", "mux"])
-def tunnel_mode(request: pytest.FixtureRequest) -> str:
-    """Every test here runs with one TLS connection per tunnel and with multiplexed streams."""
-    mode: str = request.param
-    return mode
+# Every test here runs with one TLS connection per tunnel and with multiplexed streams.
+tunnel_mode = every_tunnel_mode()
 
 
 def sha256(data: bytes) -> str:

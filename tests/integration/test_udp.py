@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Link, Pair, StartGateway
+from tests.integration.conftest import Link, Pair, StartGateway, every_tunnel_mode
 from tests.integration.documents import access_policy, peer
 from tests.integration.gateways import parse_address
 from tests.integration.udp_services import (
@@ -39,10 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.skipif(bool(MISSING), reason=
 IDLE_TIMEOUT_S = 1.0
 
 
-@pytest.fixture(scope="module", params=["basic", "mux"])
-def tunnel_mode(request: pytest.FixtureRequest) -> str:
-    mode: str = request.param
-    return mode
+tunnel_mode = every_tunnel_mode()
 
 
 @pytest.fixture(scope="module")
